@@ -1,0 +1,38 @@
+"""Bispectrum (SNAP) descriptors from LAMMPS: per atom with image-resolved gradients, and on a grid.
+
+Public API:
+
+- :class:`BispectrumSettings`, :class:`ElementParams`, :data:`MALA_AL`, :data:`PRESETS`
+- :func:`per_atom` -> :class:`PerAtomDescriptors` (B, dBdr, i, j, rij; forces/stress helpers)
+- :func:`on_grid`, :func:`iter_grid_slabs`, :func:`grid_points`, :func:`qe_fft_shape`
+- :func:`write_grid_h5`, :func:`save_grid_h5`, :func:`read_grid_h5`
+- :class:`LammpsSession`, :func:`lammps_box`, :class:`LammpsNotAvailableError`
+"""
+
+from alml.descriptors.grid import GridSlab, grid_points, iter_grid_slabs, on_grid, qe_fft_shape
+from alml.descriptors.grid_io import read_grid_h5, save_grid_h5, write_grid_h5
+from alml.descriptors.lammps_session import LammpsBox, LammpsNotAvailableError, LammpsSession, lammps_box
+from alml.descriptors.peratom import PerAtomDescriptors, per_atom
+from alml.descriptors.settings import MALA_AL, PRESETS, BispectrumSettings, ElementParams, n_bispectrum
+
+__all__ = [
+    "MALA_AL",
+    "PRESETS",
+    "BispectrumSettings",
+    "ElementParams",
+    "GridSlab",
+    "LammpsBox",
+    "LammpsNotAvailableError",
+    "LammpsSession",
+    "PerAtomDescriptors",
+    "grid_points",
+    "iter_grid_slabs",
+    "lammps_box",
+    "n_bispectrum",
+    "on_grid",
+    "per_atom",
+    "qe_fft_shape",
+    "read_grid_h5",
+    "save_grid_h5",
+    "write_grid_h5",
+]

@@ -1,0 +1,31 @@
+"""MPI rank entry point: ``mpiexec -n P python -m alml.descriptors._mpi_worker JOB.npz OUTDIR``.
+
+Every rank reads the same :class:`~alml.descriptors.grid.GridJob`, LAMMPS splits the box into P slabs
+along c (``processors 1 1 P``), and each rank writes its own points to ``OUTDIR/rank<r>.npy``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str]) -> int:
+    from alml.descriptors.grid import GridJob, run_grid_job
+    from alml.descriptors.lammps_session import LammpsSession
+
+    job = GridJob.from_npz(Path(argv[0]))
+    outdir = Path(argv[1])
+    with LammpsSession() as s:
+        rows = run_grid_job(job, s, processors=(1, 1, s.nprocs))
+        rank = s.rank
+    tmp = outdir / f".rank{rank}.npy"
+    np.save(tmp, rows)
+    tmp.rename(outdir / f"rank{rank}.npy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
