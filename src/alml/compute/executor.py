@@ -32,7 +32,8 @@ class ExecutorConfig(Config):
     slurm: keyword arguments for ``dask_jobqueue.SLURMCluster`` (cores, memory, queue, walltime, ...);
         ``workers`` Slurm jobs are requested. Exclusive with ``address``.
     retries: extra attempts for a failed task after the first.
-    cores: cores to share between tasks (and their MPI ranks); None: all of this machine's.
+    cores: cores to share between tasks (and their MPI ranks); None: all of this machine's. With
+        ``address`` or ``slurm`` the tasks run elsewhere: set ``workers`` and ``cores`` for that cluster.
     """
 
     kind: Literal["local", "dask"] = "local"
@@ -198,7 +199,8 @@ def run_batch(
 
     A task that raises is resubmitted up to ``retries`` more times, then recorded as failed (and
     logged); the other tasks go on. Progress shows with rich when ``progress`` and stderr is a
-    terminal.
+    terminal. On a Dask executor ``fn`` and the items are pickled (cloudpickle): keep state that
+    must be shared out of ``fn`` (files, the store), not in a closure.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
