@@ -198,10 +198,12 @@ class LammpsSession:
     def run0(self) -> None:
         self.command("run 0 post no")
 
-    def global_array(self, compute_id: str) -> np.ndarray:
+    def global_array(self, compute_id: str, copy: bool = True) -> np.ndarray:
+        """A global array; ``copy=False`` returns a view into LAMMPS memory, valid until the next command."""
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY
 
-        return np.array(self.lmp.numpy.extract_compute(compute_id, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY))
+        a = self.lmp.numpy.extract_compute(compute_id, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY)
+        return np.array(a) if copy else a
 
     def local_array(self, compute_id: str) -> np.ndarray:
         """A local array (this rank's rows); empty (0, 0) when the rank owns none."""

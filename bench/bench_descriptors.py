@@ -1,0 +1,244 @@
+"""Benchmark: bispectrum descriptors on the DFT grid (alml vs MALA 1.4) and per atom with gradients.
+
+    .venv/bin/python bench/bench_descriptors.py [--mala-venv /tmp/mala-venv] [--out results.json]
+
+Grid: 32-atom fcc Al (2x2x2 cubic cells, a = 4.04 Å), the dense FFT grid pw.x picks at ecutrho 160 Ry
+(64³), MALA's Al settings at 2J = 6, 8, 10, with 1 and 2 processes (alml: MPI ranks of the `mpich`
+wheel; MALA: mpi4py + LAMMPS under the same launcher). alml and MALA run alternately in the same
+process of this script, on the same grid and settings, and their arrays are compared point for point.
+
+MALA lives in its own virtual environment (never a dependency of alml). Set it up with:
+
+    python3 -m venv /tmp/mala-venv
+    /tmp/mala-venv/bin/pip install torch==2.13.0
+    /tmp/mala-venv/bin/pip install "materials-learning-algorithms==1.4.*" lammps mpich mpi4py
+
+The MALA 1.4.0 wheel on PyPI lacks its LAMMPS input files (``mala/descriptors/inputfiles``), so this
+script writes equivalent ones (same computes and settings as MALA's ``in.bgrid*.python``) and passes
+them through ``parameters.descriptors.custom_lammps_compute_file``. Without the venv the MALA columns
+are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+
+from alml.descriptors import MALA_AL, on_grid, per_atom, qe_fft_shape
+
+A0 = 4.04
+ECUTRHO = 160.0
+
+# LAMMPS inputs equivalent to MALA's in.bgrid_n1.python (serial) and in.bgridlocal_n1.python (MPI).
+MALA_SERIAL_INPUT = """\
+units metal
+read_data ${atom_config_fname}
+mass * 1.0
+run_style verlet
+variable rfac0 equal 0.99363
+variable rmin0 equal 0
+variable wj equal 1
+variable radelem equal 0.5
+variable bzero equal 0
+variable quadratic equal 0
+compute bgrid all sna/grid grid ${ngridx} ${ngridy} ${ngridz} ${rcutfac} ${rfac0} ${twojmax} ${radelem} ${wj} &
+  rmin0 ${rmin0} bzeroflag ${bzero} quadraticflag ${quadratic} switchflag ${switch}
+variable rcutneigh equal 2.0*${rcutfac}*${radelem}
+pair_style zero ${rcutneigh}
+pair_coeff * *
+thermo_style custom step temp ke pe vol c_bgrid[1][1]
+thermo_modify norm yes
+run 0
+"""
+MALA_MPI_INPUT = """\
+${lammps_procs}
+units metal
+read_data ${atom_config_fname}
+mass * 1.0
+variable radelem equal 0.5
+variable rcutneigh equal 2.0*${rcutfac}*${radelem}
+pair_style zero ${rcutneigh}
+pair_coeff * *
+${zbal}
+variable rfac0 equal 0.99363
+variable rmin0 equal 0
+variable wj equal 1
+variable bzero equal 0
+variable quadratic equal 0
+compute bgridlocal all sna/grid/local grid ${ngridx} ${ngridy} ${ngridz} ${rcutfac} ${rfac0} ${twojmax} &
+  ${radelem} ${wj} rmin0 ${rmin0} bzeroflag ${bzero} quadraticflag ${quadratic} switchflag ${switch}
+thermo_modify norm yes
+run 0
+"""
+
+# Runs inside the MALA venv: compute the grid with MALA, time it, save rank 0's full array.
+MALA_WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from ase.io import read
+    import mala
+    from mala.common.parallelizer import get_rank
+
+    structure, out, twojmax, cutoff, nx, ny, nz, use_mpi, infile, workdir = sys.argv[1:]
+    params = mala.Parameters()
+    params.use_mpi = use_mpi == "1"
+    params.verbosity = 0
+    params.descriptors.descriptor_type = "Bispectrum"
+    params.descriptors.bispectrum_twojmax = int(twojmax)
+    params.descriptors.bispectrum_cutoff = float(cutoff)
+    params.descriptors.custom_lammps_compute_file = infile
+    params.descriptors.use_z_splitting = True
+    calc = mala.descriptors.Bispectrum(params)
+    atoms = read(structure)
+    t0 = time.perf_counter()
+    data, _ = calc.calculate_from_atoms(atoms, [int(nx), int(ny), int(nz)], working_directory=workdir, use_fp64=True)
+    if params.use_mpi:
+        data = calc.gather_descriptors(data)
+    seconds = time.perf_counter() - t0
+    if get_rank() == 0:
+        np.save(out, data)
+        print(json.dumps({"seconds": seconds, "shape": list(data.shape), "mala": mala.__version__}))
+    """
+)
+
+
+def _mala_run(
+    venv: Path, structure: Path, shape: tuple[int, int, int], twojmax: int, nprocs: int, tmp: Path
+) -> tuple[float, float, np.ndarray]:
+    """MALA's time inside its calculation (calculate_from_atoms + gather), its process wall time, its array."""
+    py = venv / "bin" / "python"
+    infile = tmp / ("in.mala_mpi" if nprocs > 1 else "in.mala_serial")
+    infile.write_text(MALA_MPI_INPUT if nprocs > 1 else MALA_SERIAL_INPUT)
+    worker = tmp / "mala_worker.py"
+    worker.write_text(MALA_WORKER)
+    out = tmp / "mala.npy"
+    args = [str(py), str(worker), str(structure), str(out), str(twojmax), str(MALA_AL.rcutfac), *map(str, shape)]
+    args += ["1" if nprocs > 1 else "0", str(infile), str(tmp)]
+    if nprocs > 1:
+        args = [str(venv / "bin" / "mpiexec"), "-n", str(nprocs), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", LD_LIBRARY_PATH=str(venv / "lib"))
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"MALA run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    info = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    k = MALA_AL.model_copy(update={"twojmax": twojmax}).n_components
+    return float(info["seconds"]), wall, np.load(out)[..., -k:]
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> dict:
+    """Differences between two (nx, ny, nz, K) arrays; MALA's xyz columns are dropped by the worker."""
+    if a.shape != b.shape:
+        return {"same_shape": False, "alml": list(a.shape), "mala": list(b.shape)}
+    d = np.abs(a - b)
+    return {"same_shape": True, "max_abs": float(d.max()), "max_rel": float((d / np.maximum(np.abs(a), 1e-8)).max())}
+
+
+def bench_grid(args: argparse.Namespace, results: dict) -> None:
+    atoms = bulk("Al", "fcc", a=A0, cubic=True).repeat(2)
+    shape = tuple(args.shape) if args.shape else qe_fft_shape(atoms.cell[:], ECUTRHO)
+    npts = int(np.prod(shape))
+    results["grid"] = {"shape": shape, "points": npts, "atoms": len(atoms), "rows": []}
+    mala_ok = (Path(args.mala_venv) / "bin" / "python").exists() and not args.skip_mala
+    if not mala_ok:
+        results["grid"]["note"] = f"MALA venv {args.mala_venv} not found: MALA columns skipped"
+        print(results["grid"]["note"])
+    with tempfile.TemporaryDirectory(prefix="alml-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        structure = tmp / "al32.xyz"
+        atoms.write(structure)
+        for tj in args.twojmax:
+            settings = MALA_AL.model_copy(update={"twojmax": tj})
+            for p in args.workers:
+                t0 = time.perf_counter()
+                ours = on_grid(atoms, settings, shape, workers=p)
+                t_alml = time.perf_counter() - t0
+                row = {"twojmax": tj, "K": settings.n_components, "procs": p, "alml_s": t_alml}
+                if mala_ok:
+                    t_mala, wall, theirs = _mala_run(Path(args.mala_venv), structure, shape, tj, p, tmp)
+                    agree = _compare(ours, theirs)
+                    row.update(mala_s=t_mala, mala_process_s=wall, ratio=t_mala / t_alml, agreement=agree)
+                    del theirs
+                row["alml_pts_per_s"] = npts / t_alml
+                if mala_ok:
+                    row["mala_pts_per_s"] = npts / row["mala_s"]
+                results["grid"]["rows"].append(row)
+                print(json.dumps(row), flush=True)
+        for tj in args.processes_twojmax:
+            settings = MALA_AL.model_copy(update={"twojmax": tj})
+            t0 = time.perf_counter()
+            on_grid(atoms, settings, shape, workers=2, parallel="processes")
+            t = time.perf_counter() - t0
+            row = {"twojmax": tj, "procs": 2, "parallel": "processes", "alml_s": t, "alml_pts_per_s": npts / t}
+            results["grid"]["rows"].append(row)
+            print(json.dumps(row), flush=True)
+
+
+def bench_per_atom(args: argparse.Namespace, results: dict) -> None:
+    results["per_atom"] = []
+    for rep in (2, 3):
+        atoms = bulk("Al", "fcc", a=A0, cubic=True).repeat(rep)
+        atoms.rattle(0.05, seed=1)
+        for tj in args.twojmax:
+            settings = MALA_AL.model_copy(update={"twojmax": tj})
+            per_atom(atoms[:4], settings)  # warm up the library
+            t0 = time.perf_counter()
+            per_atom(atoms, settings, gradients=False)
+            t_b = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            d = per_atom(atoms, settings, gradients=True)
+            t_g = time.perf_counter() - t0
+            row = {
+                "atoms": len(atoms),
+                "twojmax": tj,
+                "K": settings.n_components,
+                "pairs": len(d.i),
+                "B_ms_per_atom": 1e3 * t_b / len(atoms),
+                "B_grad_ms_per_atom": 1e3 * t_g / len(atoms),
+            }
+            results["per_atom"].append(row)
+            print(json.dumps(row), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mala-venv", default="/tmp/mala-venv", help="virtual environment with MALA 1.4")
+    ap.add_argument("--skip-mala", action="store_true")
+    ap.add_argument("--twojmax", type=int, nargs="+", default=[6, 8, 10])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument(
+        "--processes-twojmax",
+        type=int,
+        nargs="*",
+        default=[6],
+        help="2J values at which to also time parallel='processes' (window slabs) with 2 workers",
+    )
+    ap.add_argument("--shape", type=int, nargs=3, default=None, help="override the grid (quick checks)")
+    ap.add_argument("--skip-grid", action="store_true")
+    ap.add_argument("--skip-per-atom", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = ap.parse_args()
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "node": platform.node()}}
+    if not args.skip_grid:
+        bench_grid(args, results)
+    if not args.skip_per_atom:
+        bench_per_atom(args, results)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
