@@ -114,6 +114,11 @@ def run_pw(atoms: Atoms, settings: DFTSettings, profile: PwProfile, workdir: Pat
             f"pw.x ran past {profile.timeout} s in {workdir}: raise profile.timeout or use more ranks"
         ) from None
     text = out_path.read_text(errors="replace")
+    if "convergence NOT achieved" in text:  # pw.x 6.7 exits 2 here, after printing JOB DONE
+        raise DFTNotConvergedError(
+            f"pw.x SCF did not converge in {workdir}: raise dft.electron_maxstep, lower dft.mixing_beta, "
+            "or check the structure"
+        )
     if proc.returncode != 0 or "JOB DONE" not in text:
         crash = workdir / "CRASH"
         detail = crash.read_text(errors="replace")[-1500:] if crash.is_file() else text[-1500:]

@@ -1,0 +1,131 @@
+"""Real pw.x on 1–4 atom cells: units, forces vs finite differences, failures, reuse, bad inputs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from alml.config import ConfigError, parse_config
+from alml.dft.errors import DFTInputError, DFTNotConvergedError, DFTTimeoutError
+from alml.dft.espresso import kpoint_grid
+from alml.dft.pseudo import PseudoError
+from alml.dft.settings import DFTSettings, PwProfile
+from alml.dft.tasks import RESULT_FILE, label
+from alml.units import RYDBERG
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_kpoint_grid_gives_consistent_density():
+    # The default spacing matches the meshes measured for Al: 21^3 primitive, 12^3 cube, 6^3 2x2x2 cube.
+    assert kpoint_grid(bulk("Al", "fcc", a=4.04), 0.13) == (21, 21, 21)
+    assert kpoint_grid(bulk("Al", "fcc", a=4.04, cubic=True), 0.13) == (12, 12, 12)
+    assert kpoint_grid(bulk("Al", "fcc", a=4.04, cubic=True).repeat(2), 0.13) == (6, 6, 6)
+    slab = bulk("Al", "fcc", a=4.04, cubic=True)
+    slab.cell[2, 2] = 30.0
+    assert kpoint_grid(slab, 0.13)[2] == 2  # long axis: few k-points
+
+
+def test_energy_terms_units_and_reuse(fast_dft, dft_root):
+    atoms = bulk("Al", "fcc", a=4.04)
+    t0 = time.perf_counter()
+    r = label(atoms, fast_dft, PwProfile(), dft_root)
+    assert not r.reused
+    text = (dft_root / r.job / "pw.out").read_text()
+    ry = float([ln for ln in text.splitlines() if ln.startswith("!")][-1].split()[-2])
+    assert r.free_energy == pytest.approx(ry * RYDBERG, abs=1e-6)
+    # pw.x's identity: F = one-electron + Hartree + xc + Ewald + (-TS), all converted to eV.
+    t = r.terms
+    total = t["one_electron"] + t["hartree"] + t["xc"] + t["ewald"] + t["smearing_minus_ts"]
+    assert total == pytest.approx(r.free_energy, abs=2e-5)
+    assert r.energy == pytest.approx(r.free_energy - t["smearing_minus_ts"], abs=2e-5)
+    assert -80 < r.free_energy < -70  # Al with a 3-electron pseudopotential: about -74.5 eV/atom
+    assert 5.0 < r.fermi_level < 12.0
+    assert np.allclose(r.forces, 0.0, atol=1e-6)  # every atom sits at an inversion centre
+    first = time.perf_counter() - t0
+
+    out = dft_root / r.job / "pw.out"
+    mtime = out.stat().st_mtime
+    t0 = time.perf_counter()
+    again = label(atoms, fast_dft, PwProfile(), dft_root)
+    assert again.reused and again.free_energy == r.free_energy
+    assert out.stat().st_mtime == mtime  # pw.x did not run again
+    assert time.perf_counter() - t0 < first
+
+
+def test_force_matches_finite_difference_of_energy(fast_dft, dft_root):
+    base = bulk("Al", "fcc", a=4.04, cubic=True)
+    base.positions[0] += [0.08, 0.03, -0.05]
+    r = label(base, fast_dft, PwProfile(), dft_root)
+    h = 0.01
+    e = []
+    for sign in (+1, -1):
+        a = base.copy()
+        a.positions[0, 0] += sign * h
+        e.append(label(a, fast_dft, PwProfile(), dft_root).free_energy)
+    fd = -(e[0] - e[1]) / (2 * h)
+    assert abs(r.forces[0, 0]) > 0.05  # the check is not trivially zero
+    assert r.forces[0, 0] == pytest.approx(fd, abs=5e-3)  # eV/Å; FD error ~h² and SCF noise
+    assert np.abs(r.forces.sum(axis=0)).max() < 1e-3  # Newton's third law
+
+
+def test_stress_matches_finite_difference_of_energy(fast_dft, dft_root):
+    s = fast_dft.model_copy(update={"stress": True})
+    atoms = bulk("Al", "fcc", a=3.95)
+    r = label(atoms, s, PwProfile(), dft_root)
+    # Hydrostatic: dF/dV = -P; ASE's stress sign: sigma = (1/V) dE/d(strain); trace/3 = -P.
+    eps = 0.004
+    e = []
+    for sign in (+1, -1):
+        a = atoms.copy()
+        a.set_cell(atoms.cell * (1 + sign * eps), scale_atoms=True)
+        e.append(label(a, s, PwProfile(), dft_root).free_energy)
+    v = atoms.get_volume()
+    dEdV = (e[0] - e[1]) / (v * ((1 + eps) ** 3 - (1 - eps) ** 3))
+    assert r.stress[:3].mean() == pytest.approx(dEdV, rel=0.05, abs=2e-4)
+    assert r.stress[:3].mean() < 0  # compressed below a0: the cell pushes outwards
+
+
+def test_non_convergence_is_a_failure_not_a_label(fast_dft, dft_root):
+    s = fast_dft.model_copy(update={"electron_maxstep": 1})
+    atoms = bulk("Al", "fcc", a=4.10)
+    with pytest.raises(DFTNotConvergedError, match="did not converge"):
+        label(atoms, s, PwProfile(), dft_root)
+    assert not list(dft_root.glob(f"*/{RESULT_FILE}.tmp"))
+    from alml.dft.tasks import job_hash, settings_hash
+
+    assert not (dft_root / job_hash(atoms, settings_hash(s)) / RESULT_FILE).exists()
+
+
+def test_timeout_is_reported(fast_dft, tmp_path):
+    with pytest.raises(DFTTimeoutError, match="timeout"):
+        label(bulk("Al", "fcc", a=4.0), fast_dft.model_copy(update={"kspacing": 0.1}),
+              PwProfile(timeout=0.2), tmp_path)
+
+
+def test_bad_inputs_give_clear_errors(fast_dft, tmp_path):
+    with pytest.raises(PseudoError, match="no pseudopotential for element 'Cu'"):
+        label(bulk("Cu", "fcc", a=3.6), fast_dft, PwProfile(), tmp_path)
+    missing = fast_dft.model_copy(update={"pseudopotentials": {"Al": str(tmp_path / "nope.UPF")}})
+    with pytest.raises(PseudoError, match="not found at"):
+        label(bulk("Al", "fcc", a=4.04), missing, PwProfile(), tmp_path)
+    crowded = bulk("Al", "fcc", a=4.04, cubic=True)
+    crowded.positions[1] = crowded.positions[0] + [0.3, 0, 0]
+    with pytest.raises(DFTInputError, match="0.300 Å apart"):
+        label(crowded, fast_dft, PwProfile(), tmp_path)
+    with pytest.raises(ConfigError, match="ecutwfcc: unknown key"):
+        parse_config(DFTSettings, {"ecutwfcc": 30})
+    with pytest.raises(ConfigError, match="kspacing"):
+        parse_config(DFTSettings, {"kspacing": -1})
+    with pytest.raises(ConfigError, match="electronic_temperature implies Fermi-Dirac"):
+        parse_config(DFTSettings, {"smearing": "gaussian", "electronic_temperature": 300})
+    assert not any(tmp_path.glob(f"*/{RESULT_FILE}"))
+
+
+def test_electronic_temperature_sets_fermi_dirac():
+    s = DFTSettings(electronic_temperature=933.0)
+    assert s.smearing_kind == "fermi-dirac"
+    assert s.degauss_ry == pytest.approx(8.617333e-5 * 933.0 / 13.605693, rel=1e-5)
