@@ -1,4 +1,4 @@
-"""MPI rank entry point: ``mpiexec -n P python -m alml.descriptors._mpi_worker JOB.npz OUTDIR``.
+"""MPI rank entry point: ``mpiexec -n P python -m alml.descriptors._mpi_worker JOB.npz OUTDIR [P]``.
 
 Every rank reads the same :class:`~alml.descriptors.grid.GridJob`, LAMMPS splits the box into P slabs
 along c (``processors 1 1 P``), and each rank writes its own points to ``OUTDIR/rank<r>.npy``.
@@ -18,7 +18,11 @@ def main(argv: list[str]) -> int:
 
     job = GridJob.from_npz(Path(argv[0]))
     outdir = Path(argv[1])
+    expected = int(argv[2]) if len(argv) > 2 else None
     with LammpsSession() as s:
+        if expected is not None and s.nprocs != expected:
+            print(f"alml grid worker: MPI world has {s.nprocs} rank(s), expected {expected}", file=sys.stderr)
+            return 3
         rows = run_grid_job(job, s, processors=(1, 1, s.nprocs))
         rank = s.rank
     tmp = outdir / f".rank{rank}.npy"

@@ -225,7 +225,7 @@ def _run_in_process(job: GridJob) -> np.ndarray:
 
 
 def _worker_command(job_path: Path, outdir: Path, nprocs: int, mpi: bool) -> list[str]:
-    worker = [sys.executable, "-m", "alml.descriptors._mpi_worker", str(job_path), str(outdir)]
+    worker = [sys.executable, "-m", "alml.descriptors._mpi_worker", str(job_path), str(outdir), str(nprocs)]
     return [str(mpiexec_path()), "-n", str(nprocs), *worker] if mpi else worker
 
 
@@ -255,10 +255,14 @@ def _run_subprocesses(jobs: list[GridJob], nprocs: int, mpi: bool, concurrent: i
                 next_job += 1
             proc, cmd = running.pop(n)
             _, err = proc.communicate()
-            if proc.returncode != 0:
+            missing = [r for r in range(nranks[n]) if not (dirs[n] / f"rank{r}.npy").exists()]
+            if proc.returncode != 0 or missing:
                 for other, _c in running.values():
                     other.kill()
-                raise RuntimeError(f"grid worker failed ({' '.join(cmd)}), exit {proc.returncode}:\n{err[-4000:]}")
+                raise RuntimeError(
+                    f"grid worker failed ({' '.join(cmd)}), exit {proc.returncode}, no output from ranks {missing}:"
+                    f"\n{err[-4000:]}"
+                )
             yield [np.load(dirs[n] / f"rank{r}.npy") for r in range(nranks[n])]
 
 
