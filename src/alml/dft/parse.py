@@ -39,6 +39,7 @@ class PwOutput:
     n_kpoints: int  #: irreducible k-points used
     n_electrons: float
     wall_time: float | None  #: s, PWSCF wall time
+    qe_version: str = ""
     warnings: list[str] = field(default_factory=list)
 
 
@@ -132,6 +133,7 @@ def parse_pw_output(text: str, n_atoms: int) -> PwOutput:
         n_kpoints=int(mk.group(1)) if mk else 0,
         n_electrons=float(n_el),
         wall_time=wall,
+        qe_version=(mv.group(1) if (mv := re.search(r"Program PWSCF (v\.\S+)", text)) else ""),
         warnings=warnings,
     )
 

@@ -90,10 +90,10 @@ class DFTResult:
         return a
 
 
-def _provenance(settings: DFTSettings, atoms: Atoms) -> dict[str, str]:
+def _provenance(settings: DFTSettings, atoms: Atoms, qe_version: str) -> dict[str, str]:
     import ase
 
-    prov = {"alml": __version__, "ase": ase.__version__, "qe": "pw.x (see pw.out header)"}
+    prov = {"alml": __version__, "ase": ase.__version__, "qe": f"pw.x {qe_version}".strip()}
     for el in sorted(set(atoms.get_chemical_symbols())):
         p = pseudopotential(el, settings.pseudopotentials)
         prov[f"pseudo_{el}"] = f"{p.name} sha256:{checksum(p)[:16]}"
@@ -147,7 +147,7 @@ def label(
             n_kpoints=out.n_kpoints,
             wall_time=out.wall_time or time.perf_counter() - t0,
             workdir=str(workdir),
-            provenance=_provenance(settings, atoms),
+            provenance=_provenance(settings, atoms, out.qe_version),
         )
         atomic_write_json(workdir / RESULT_FILE, result.to_json())
         if not keep_outdir:
