@@ -121,14 +121,18 @@ def squared_errors(pred: Prediction, t: Targets, batch: AtomsBatch, member: int 
     return SquaredErrors(**out)
 
 
+def _float(v: torch.Tensor | float) -> float:
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+
+
 def metrics(errors: list[SquaredErrors], w: LossWeights, prefix: str = "") -> dict[str, float]:
     """Loss and RMSE/MAE over several chunks: e in meV/atom, f in eV/Å, s in GPa."""
     if not errors:
         return {}
     n_e, n_f, n_s = (sum(getattr(x, k) for x in errors) for k in ("n_e", "n_f", "n_s"))
     tot = SquaredErrors(
-        e=sum(float(x.e) for x in errors), n_e=n_e, f=sum(float(x.f) for x in errors), n_f=n_f,
-        s=sum(float(x.s) for x in errors), n_s=n_s,
+        e=sum(_float(x.e) for x in errors), n_e=n_e, f=sum(_float(x.f) for x in errors), n_f=n_f,
+        s=sum(_float(x.s) for x in errors), n_s=n_s,
     )
     out = {
         "loss": float(tot.loss(w)),
@@ -154,10 +158,21 @@ def _torch_dtype(name: str) -> torch.dtype:
     return torch.float64 if name == "float64" else torch.float32
 
 
-def _fingerprint(config: PotentialConfig, dataset_hash: str, member: int, init: str) -> str:
-    return sha256_json(
-        {"config": config.model_dump(mode="json"), "data": dataset_hash, "member": member, "init": init}
-    )[:20]
+def _fingerprint(config: PotentialConfig, dataset_hash: str, member: int, init: str, resumable: bool) -> str:
+    """What makes a member's training: config, data, member index, initial weights.
+
+    Settings that do not change one member's result (committee size, workers, threads, evaluation
+    chunk) are left out, so growing a committee keeps its trained members. With ``resumable`` the
+    stopping rules and checkpoint interval are left out too: a checkpoint stays valid when only
+    the number of epochs changes, so a finished run can be extended.
+    """
+    d = config.model_dump(mode="json")
+    for key in ("members", "workers"):
+        d["committee"].pop(key)
+    drop = ["threads", "eval_batch_size"] + (["epochs", "patience", "checkpoint_every"] if resumable else [])
+    for key in drop:
+        d["training"].pop(key)
+    return sha256_json({"config": d, "data": dataset_hash, "member": member, "init": init})[:20]
 
 
 def train_member(
@@ -174,7 +189,8 @@ def train_member(
     data_file = workdir / DATASET
     data_hash = sha256_file(data_file)
     init_file = None if init_dir is None else Path(init_dir) / f"member_{member:02d}.pt"
-    fp = _fingerprint(config, data_hash, member, sha256_file(init_file) if init_file else "")
+    init_hash = sha256_file(init_file) if init_file else ""
+    fp = _fingerprint(config, data_hash, member, init_hash, resumable=False)
     result_file = mdir / MEMBER_RESULT
     if result_file.is_file() and (mdir / MEMBER_WEIGHTS).is_file():
         done = json.loads(result_file.read_text())
@@ -229,7 +245,8 @@ def train_member(
     callbacks = [log_progress(progress_every)] if progress_every else []
     state = fit(
         model, step, batches, evaluate, tc,
-        monitor="val_loss" if len(val_idx) else "train_loss", workdir=mdir, callbacks=callbacks, fingerprint=fp,
+        monitor="val_loss" if len(val_idx) else "train_loss", workdir=mdir, callbacks=callbacks,
+        fingerprint=_fingerprint(config, data_hash, member, init_hash, resumable=True),
     )
     best = state.history[state.best_epoch - 1] if state.best_epoch > 0 else {}
     net_state = {k: v.detach().to(torch.float64).clone() for k, v in model.nets[0].state_dict().items()}
