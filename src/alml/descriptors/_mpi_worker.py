@@ -24,10 +24,11 @@ def main(argv: list[str]) -> int:
             print(f"alml grid worker: MPI world has {s.nprocs} rank(s), expected {expected}", file=sys.stderr)
             return 3
         rows = run_grid_job(job, s, processors=(1, 1, s.nprocs))
-        rank = s.rank
-    tmp = outdir / f".rank{rank}.npy"
-    np.save(tmp, rows)
-    tmp.rename(outdir / f"rank{rank}.npy")
+        tmp = outdir / f".rank{s.rank}.npy"
+        np.save(tmp, rows)
+        tmp.rename(outdir / f"rank{s.rank}.npy")
+        # MPI_Finalize before exiting: otherwise the launcher kills ranks still writing when rank 0 exits
+        s.finalize_mpi()
     return 0
 
 

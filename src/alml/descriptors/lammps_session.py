@@ -119,6 +119,17 @@ class LammpsSession:
             self._lmp.close()
             self._lmp = None
 
+    def finalize_mpi(self) -> None:
+        """Close LAMMPS and call ``MPI_Finalize`` (collective: waits for every rank).
+
+        Only for processes started by ``mpiexec`` that end afterwards: under MPICH's launcher a rank
+        that exits without finalizing makes it kill the other ranks, still at work, and report success.
+        No LAMMPS session can be opened in this process afterwards.
+        """
+        if self._lmp is not None:
+            self._lmp.finalize()
+            self._lmp = None
+
     @property
     def lmp(self) -> Any:
         """The underlying ``lammps.lammps`` object."""
@@ -279,4 +290,3 @@ def wrapped_fractional(cell: np.ndarray, positions: np.ndarray, pbc: Sequence[bo
             frac[:, k] -= np.floor(frac[:, k])
             frac[frac[:, k] >= 1.0, k] = 0.0  # -1e-17 wraps to 1.0 in floating point
     return frac
-
