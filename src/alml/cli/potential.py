@@ -92,7 +92,7 @@ def _print_members(out: Path) -> None:
     if not p.is_file():
         return
     table = Table(title="committee members (best epoch)")
-    for col in ("member", "epochs", "best", "E val (meV/at)", "F val (eV/Å)", "E train", "F train", "stopped"):
+    for col in ("member", "epochs", "best", "E val (meV/at)", "F val (eV/Å)", "E train", "F train"):
         table.add_column(col)
     for r in json.loads(p.read_text())["members"]:
         b = r.get("best", {})
@@ -101,7 +101,7 @@ def _print_members(out: Path) -> None:
             return f"{b[key]:.4g}" if key in b else ""
 
         table.add_row(str(r["member"]), str(r["epochs"]), str(r["best_epoch"]), f("val_e_rmse"), f("val_f_rmse"),
-                      f("train_e_rmse"), f("train_f_rmse"), r.get("stopped", ""))
+                      f("train_e_rmse"), f("train_f_rmse"))
     console.print(table)
 
 
@@ -163,6 +163,6 @@ def export(
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     what = f"member {member}" if member is not None else f"committee mean of {len(ex.members)} member(s)"
-    console.print(f"# {what}; wrote {ex.model_file.name} and {ex.descriptor_file.name} in {ex.model_file.parent}")
+    print(f"# {what}: {ex.model_file.name}, {ex.descriptor_file.name} in {ex.model_file.parent}")
     for line in ex.commands():
         print(line)

@@ -242,12 +242,22 @@ def train_member(
             out.update(metrics(errs, w, prefix))
         return out
 
-    callbacks = [log_progress(progress_every)] if progress_every else []
-    state = fit(
-        model, step, batches, evaluate, tc,
-        monitor="val_loss" if len(val_idx) else "train_loss", workdir=mdir, callbacks=callbacks,
-        fingerprint=_fingerprint(config, data_hash, member, init_hash, resumable=True),
-    )
+    mlog = logging.getLogger(f"{__name__}.member{member:02d}")
+    mlog.setLevel(logging.INFO)
+    handler = logging.FileHandler(mdir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    mlog.addHandler(handler)
+    callbacks = [log_progress(progress_every, mlog)] if progress_every else []
+    try:
+        state = fit(
+            model, step, batches, evaluate, tc,
+            monitor="val_loss" if len(val_idx) else "train_loss", workdir=mdir, callbacks=callbacks,
+            fingerprint=_fingerprint(config, data_hash, member, init_hash, resumable=True),
+        )
+        mlog.info("member %d: %s; best epoch %d", member, state.stopped, state.best_epoch)
+    finally:
+        mlog.removeHandler(handler)
+        handler.close()
     best = state.history[state.best_epoch - 1] if state.best_epoch > 0 else {}
     net_state = {k: v.detach().to(torch.float64).clone() for k, v in model.nets[0].state_dict().items()}
     atomic_write(mdir / MEMBER_WEIGHTS, lambda p: torch.save(net_state, p))
