@@ -119,6 +119,7 @@ def test_file_formats(tmp_path):
         f"pair_style mliap model nn {folder}/Al.mliap.model descriptor sna {folder}/Al.mliap.descriptor",
         "pair_coeff * * Al",
     ]
+    assert ex.include_file.read_text().splitlines() == ex.commands()
     with pytest.raises(ValueError, match="not in the potential"):
         ex.pair_coeff(["Cu"])
 

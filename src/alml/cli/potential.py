@@ -163,6 +163,7 @@ def export(
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     what = f"member {member}" if member is not None else f"committee mean of {len(ex.members)} member(s)"
-    print(f"# {what}: {ex.model_file.name}, {ex.descriptor_file.name} in {ex.model_file.parent}")
+    files = f"{ex.model_file.name}, {ex.descriptor_file.name}, {ex.include_file.name}"
+    print(f"# {what}: {files} in {ex.model_file.parent}")
     for line in ex.commands():
         print(line)

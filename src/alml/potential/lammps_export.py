@@ -132,6 +132,11 @@ class LammpsExport:
     elements: tuple[str, ...]
     members: tuple[int, ...]
 
+    @property
+    def include_file(self) -> Path:
+        """``<name>.pair.lmp``: the pair_style and pair_coeff lines, for LAMMPS's ``include``."""
+        return self.model_file.with_name(self.model_file.name.removesuffix(".mliap.model") + ".pair.lmp")
+
     def pair_style(self) -> str:
         return f"pair_style mliap model nn {self.model_file} descriptor sna {self.descriptor_file}"
 
@@ -155,7 +160,8 @@ def export_lammps(
     member: int | None = None,
     name: str | None = None,
 ) -> LammpsExport:
-    """Write ``<name>.mliap.model`` and ``<name>.mliap.descriptor`` into ``out_dir``.
+    """Write ``<name>.mliap.model``, ``<name>.mliap.descriptor`` and ``<name>.pair.lmp`` (the two
+    LAMMPS lines, for ``include``) into ``out_dir``.
 
     ``member`` None exports the committee mean (K× the network cost in LAMMPS, small next to the
     descriptors'); an index exports that member alone. ``settings`` is needed for a bare
@@ -185,7 +191,9 @@ def export_lammps(
         raise ValueError(f"LAMMPS input lines split at spaces: choose a folder without them ({out_dir})")
     atomic_write_text(model_file, text)
     atomic_write_text(descriptor_file, descriptor_text(settings))
-    return LammpsExport(model_file, descriptor_file, tuple(model.elements), members)
+    ex = LammpsExport(model_file, descriptor_file, tuple(model.elements), members)
+    atomic_write_text(ex.include_file, "\n".join(ex.commands()) + "\n")
+    return ex
 
 
 # --- evaluating an export in LAMMPS -------------------------------------------------------------------
