@@ -180,6 +180,29 @@ def read_qe_xml(path: str | Path) -> QEBands:
     )
 
 
+def read_charge_density(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """pw.x's ``charge-density.dat`` (QE 6.x Fortran binary, one spin) as n(r) (nx, ny, nz) in 1/Å³.
+
+    The file holds ρ(G) (electrons/Bohr³) on the G-sphere with Miller indices; it is placed on the FFT grid
+    of ``shape`` (pw.x's dense grid) and transformed, so n(r) is QE's SCF density at the grid points.
+    """
+    from scipy.io import FortranFile
+
+    with FortranFile(str(path), "r") as f:
+        gamma_only, _, nspin = (int(v) for v in f.read_record(np.int32))
+        f.read_record(np.float64)  # reciprocal vectors (2π/alat)
+        mill = f.read_record(np.int32).reshape(-1, 3)
+        rho = f.read_record(np.complex128)
+    if nspin != 1:
+        raise DFTError(f"{path}: only spin-unpolarised densities are supported (nspin = {nspin})")
+    ng = np.zeros(shape, dtype=complex)
+    idx = tuple(mill[:, d] % shape[d] for d in range(3))
+    ng[idx] = rho
+    if gamma_only:
+        ng[tuple(-mill[:, d] % shape[d] for d in range(3))] = np.conj(rho)
+    return np.real(np.fft.ifftn(ng) * ng.size) / BOHR**3
+
+
 def read_cube(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Values (nx, ny, nz) as written (z fastest, C order) and the cell (3, 3) in Bohr of a Gaussian cube file."""
     with open(path) as fh:

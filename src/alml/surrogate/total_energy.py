@@ -35,6 +35,8 @@ from ase import Atoms
 from scipy.integrate import simpson
 from scipy.special import erfc
 
+from alml.data.grids import EnergyLadder
+from alml.surrogate.observables import LdosObservables, Method, observables
 from alml.units import BOHR, HARTREE, RYDBERG
 
 #: alml functional names -> libxc (PySCF) codes
@@ -389,3 +391,22 @@ def _functional(pps: dict[str, PseudoData]) -> str:
     if name not in XC_CODES:
         raise ValueError(f"functional {name!r} from the UPF is not mapped to libxc: pass functional= a libxc code")
     return name
+
+
+def energies_from_ldos(
+    ldos: np.ndarray,
+    ladder: EnergyLadder,
+    atoms: Atoms,
+    temperature: float,
+    n_electrons: float,
+    pseudopotentials: dict[str, str | Path | PseudoData],
+    ecut: float | None = None,
+    method: Method = "kernel",
+) -> tuple[LdosObservables, EnergyTerms]:
+    """LDOS (nx, ny, nz, n_e) in 1/(eV·Å³) -> (Fermi level, E_b, −TS, DOS, density) and the total energy terms.
+
+    The route a predicted LDOS takes; fed QE's own LDOS it reproduces QE (docs/benchmarks.md).
+    """
+    obs = observables(ldos, ladder, abs(atoms.cell.volume), n_electrons, temperature, method=method)
+    terms = total_energy(obs.density, atoms, obs.band_energy, obs.entropy_term, pseudopotentials, ecut)  # type: ignore[arg-type]
+    return obs, terms
