@@ -309,6 +309,13 @@ class LdosFile:
             out[sel] = plane[i[sel], j[sel]]
         return out
 
+    def dos(self) -> np.ndarray:
+        """DOS (n_e,) in states/eV: the LDOS summed over the grid times the voxel volume, streamed by slabs."""
+        total = np.zeros(self.ladder.n)
+        for _, _, slab in self.iter_slabs():
+            total += slab.reshape(-1, self.ladder.n).sum(axis=0, dtype=np.float64)
+        return total * (self.volume / self.n_points)
+
     def energies_block(self, j0: int, j1: int) -> np.ndarray:
         """LDOS for energies [j0, j1): (nx, ny, nz, j1 − j0)."""
         return self.ldos[..., j0:j1]

@@ -389,6 +389,7 @@ def compute_ldos(
         result = _scf_stage(atoms, dft, pw_profile, workdir, Path(dft_root) if dft_root else Path(root) / "dft")
         scf = read_qe_xml(workdir / "scf.xml")
         ladder = ldos.ladder(scf.fermi_level)
+        check_ladder_bottom(ladder, float(scf.eigenvalues.min()))
         bands = _nscf_stage(workdir, scf, ladder, ldos, pw_profile)
         cubes = _pp_stage(workdir, ladder, pp_profile)
         meta = LdosMeta(
@@ -416,6 +417,17 @@ def compute_ldos(
         cubes_to_h5(cubes, meta, h5, ldos.dtype)
         _cleanup(workdir, keep_outdir=ldos.keep_outdir)
     return h5
+
+
+def check_ladder_bottom(ladder: EnergyLadder, band_bottom: float) -> None:
+    """Refuse a ladder that does not start ≥ 5 kernel standard deviations below the lowest eigenvalue (eV)."""
+    std = ladder.broadening * (1 / math.sqrt(2) if ladder.kernel == "gaussian" else math.pi / math.sqrt(3))
+    if ladder.emin > band_bottom - 5 * std:
+        raise ValueError(
+            f"the LDOS ladder starts at {ladder.emin:.3f} eV but the lowest state is at {band_bottom:.3f} eV: "
+            f"lower ldos.emin by at least {ladder.emin - band_bottom + 5 * std:.2f} eV (states must lie several "
+            "broadening widths above the ladder's first energy)"
+        )
 
 
 def _scf_stage(atoms: Atoms, dft: DFTSettings, profile: PwProfile, workdir: Path, dft_root: Path) -> DFTResult:
