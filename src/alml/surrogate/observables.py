@@ -21,10 +21,13 @@ or k_B T [f ln f + (1 − f) ln(1 − f)] (the −TS term). If weights c_j satis
 then Σ_j c_j d_j(r) = Σ_i w_i |ψ_i(r)|² a(ε_i) exactly, whatever the eigenvalues are. :class:`SpectralWeights`
 finds the c_j by least squares on a fine ε mesh (a pseudo-inverse of the kernel matrix, computed once per
 ladder and cached; small singular values are cut at ``rcond`` so that the 5 significant digits of pp.x's
-cube files are not amplified). This removes the broadening bias: fed QE's own LDOS it reproduces QE's band
-energy to ~0.05 meV/atom (docs/benchmarks.md). It needs a ladder that samples the kernel well: spacing h with
-σ ≈ 2h for the Gaussian kernel (MALA's 0.1 eV / 0.2 eV) or σ ≈ 0.5–1 h for the Fermi–Dirac kernel (0.1 eV /
-0.07 eV); a much wider kernel (FD 0.2 eV on 0.1 eV) loses the information and the weights blow up.
+cube files are not amplified). The fit is exact up to ~1e-4 of f away from μ; within ~±0.5 eV of μ, where a
+0.1 eV ladder cannot resolve a 26 meV Fermi function, a residual oscillating on the scale of the spacing is
+left, which averages out over a k-mesh's many eigenvalues. This removes the broadening bias: fed QE's own
+LDOS it reproduces QE's band energy to < 0.1 meV/atom (docs/benchmarks.md), where the trapezoid rule is off
+by ~5 meV/atom. It needs a ladder that samples the kernel well: spacing h with σ ≈ 2h for the Gaussian kernel
+(MALA's 0.1 eV / 0.2 eV) or σ ≈ 0.5–1 h for the Fermi–Dirac kernel (0.1 eV / 0.07 eV; its residual decays
+faster away from μ); a much wider kernel (FD 0.2 eV on 0.1 eV) loses the information and the weights blow up.
 It also needs the ladder to start several σ below the band bottom and to end where f is negligible.
 
 Every function takes ``method``: ``"kernel"`` (default, the above) or ``"trapezoid"`` (naive quadrature, for
