@@ -167,3 +167,60 @@ def export(
     print(f"# {what}: {files} in {ex.model_file.parent}")
     for line in ex.commands():
         print(line)
+
+
+@app.command("md")
+def md(
+    config: Annotated[Path, typer.Argument(help="YAML with model:, engine:, structure:, md:, lammps:, output:")],
+    engine: Annotated[str | None, typer.Option(help="ase or lammps (overrides engine:)")] = None,
+    steps: Annotated[int | None, typer.Option(help="MD steps (overrides md.steps)")] = None,
+    ranks: Annotated[int | None, typer.Option(help="LAMMPS MPI ranks (overrides lammps.ranks)")] = None,
+    output: Annotated[Path | None, typer.Option(help="output folder (overrides output:)")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Molecular dynamics (NVE, NVT Langevin, NPT) with a trained potential: in ASE with the committee
+    (its disagreement logged along the trajectory) or in LAMMPS with the exported model (MPI ranks)."""
+    from alml.config import ConfigError, load_config, parse_config
+    from alml.potential.md import MDJob, run_md_job
+
+    try:
+        job = load_config(MDJob, config)
+        data = job.model_dump()
+        data.update({k: v for k, v in (("engine", engine), ("output", output)) if v is not None})
+        if steps is not None:
+            data["md"]["steps"] = steps
+        if ranks is not None:
+            data["lammps"]["ranks"] = ranks
+        job = parse_config(MDJob, data, str(config))
+    except ConfigError as err:
+        fail(str(err))
+    if not job.model.is_dir():
+        fail(f"model folder {job.model} does not exist")
+    setup_logging(job.output / "alml-md.log")
+    try:
+        res = run_md_job(job, progress=progress)
+    except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as err:
+        fail(str(err))
+    _print_md(res)
+
+
+def _print_md(res) -> None:  # noqa: ANN001
+    import numpy as np
+
+    from alml.potential.md import UNCERTAINTY_COLUMNS, read_thermo
+
+    th = read_thermo(res.thermo)
+    console.print(
+        f"{res.engine} {res.ensemble}: {res.n_atoms} atoms x {res.steps} steps on {res.ranks} rank(s) in "
+        f"{res.loop_time:.3g} s ({res.atom_steps_per_s:.4g} atom-steps/s)"
+    )
+    if len(th["step"]):
+        console.print(f"  final T {th['temperature_K'][-1]:.1f} K, Epot {th['epot_eV'][-1]:.6f} eV, "
+                      f"P {th['pressure_GPa'][-1]:.3f} GPa, V {th['volume_A3'][-1]:.2f} Å³")
+        rho = th.get(UNCERTAINTY_COLUMNS[0])
+        if rho is not None and np.isfinite(rho).any():
+            console.print(f"  committee ρ (energy std): mean {1000 * np.nanmean(rho):.3g}, "
+                          f"max {1000 * np.nanmax(rho):.3g} meV/atom; "
+                          f"max force std {1000 * np.nanmax(th[UNCERTAINTY_COLUMNS[2]]):.3g} meV/Å")
+    console.print(f"  thermo {res.thermo}" + (f", trajectory {res.trajectory}" if res.trajectory else "")
+                  + (f", plot {res.files['plot']}" if "plot" in res.files else ""))
