@@ -35,6 +35,7 @@ log = logging.getLogger("bench_md")
 SIZES = {108: 3, 4000: 10, 32000: 20}  # atoms: repeats of the 4-atom cube
 STEPS = {  # per potential and size: enough for a loop time of ~10-100 s on this kind of machine
     "nn": {108: 200, 4000: 10, 32000: 3},
+    "nn1": {108: 200, 4000: 10, 32000: 3},
     "snap": {108: 200, 4000: 10, 32000: 3},
     "eam": {108: 20000, 4000: 1000, 32000: 200},
 }
@@ -47,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=None, help="trained model folder (default: random weights)")
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--potentials", nargs="+", default=["nn", "snap", "eam"], choices=["nn", "snap", "eam"])
+    p.add_argument("--potentials", nargs="+", default=list(STEPS), choices=list(STEPS),
+                   help="nn: committee mean; nn1: member 0 alone; snap: linear SNAP; eam: Al_mm.eam.fs")
+    p.add_argument("--max-memory", type=float, default=0.5,
+                   help="skip ML-IAP runs whose estimated memory exceeds this fraction of the free memory")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every run's steps")
     p.add_argument("--ase-steps", type=int, default=10, help="ASE committee steps at 108 atoms (0: skip)")
     return p.parse_args(argv)
@@ -102,11 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(1)
     from alml import structures as st
     from alml.potential import NNCalculator, export_lammps, load_potential
-    from alml.potential.md import LammpsRunConfig, MDConfig, eam_commands, run_ase_md, run_lammps_md
+    from alml.potential.lammps_export import _descriptor_cutoff
+    from alml.potential.md import (
+        LammpsRunConfig,
+        MDConfig,
+        available_memory,
+        eam_commands,
+        mliap_memory_estimate,
+        mliap_nparams,
+        run_ase_md,
+        run_lammps_md,
+    )
 
     pot = load_potential(args.model) if args.model else default_potential()
     ex = export_lammps(pot, out / "potential")
-    commands = {"nn": ex.commands(), "snap": snap_commands(pot.settings, out / "potential"), "eam": eam_commands()}
+    ex1 = export_lammps(pot, out / "potential", member=0, name="Al-member0")
+    commands = {"nn": ex.commands(), "nn1": ex1.commands(), "snap": snap_commands(pot.settings, out / "potential"),
+                "eam": eam_commands()}
+    model_files = {"nn": ex.model_file, "nn1": ex1.model_file}
+    labels = {"nn": f"nn, committee mean ({pot.n_members}), {mliap_nparams(ex.model_file)[1]:,} params",
+              "nn1": f"nn, one member, {mliap_nparams(ex1.model_file)[1]:,} params", "snap": "linear SNAP",
+              "eam": "EAM"}
     cube = st.bulk("Al", "fcc", a=4.05, cubic=True)
     results = []
     for n in args.sizes:
@@ -116,10 +136,25 @@ def main(argv: list[str] | None = None) -> int:
             for ranks in args.ranks:
                 cfg = MDConfig(ensemble="nve", steps=steps, timestep=1.0, temperature=300.0, seed=1,
                                log_every=max(1, steps // 2), traj_every=0)
+                base = {"engine": "lammps", "potential": labels[name], "key": name, "atoms": n, "ranks": ranks,
+                        "steps": steps}
+                if name in model_files:
+                    need = mliap_memory_estimate(atoms, model_files[name], _descriptor_cutoff(ex.descriptor_file),
+                                                 1.0, ranks)
+                    base["mliap_memory_GB"] = need / 1e9
+                    if need > args.max_memory * available_memory():
+                        log.info("skip %s, %d atoms, %d ranks: ML-IAP needs ~%.1f GB", name, n, ranks, need / 1e9)
+                        results.append({**base, "skipped": f"needs ~{need / 1e9:.0f} GB"})
+                        continue
                 load0 = os.getloadavg()[0]
-                res = run_lammps_md(atoms, commands[name], ["Al"], cfg, out / f"{name}-{n}-{ranks}",
-                                    run=LammpsRunConfig(ranks=ranks, mode="mpiexec"), progress=True)
-                row = {"engine": "lammps", "potential": name, "atoms": n, "ranks": ranks, "steps": steps,
+                try:
+                    res = run_lammps_md(atoms, commands[name], ["Al"], cfg, out / f"{name}-{n}-{ranks}",
+                                        run=LammpsRunConfig(ranks=ranks, mode="mpiexec"), progress=True)
+                except RuntimeError as err:
+                    log.warning("%s, %d atoms, %d ranks failed: %s", name, n, ranks, str(err)[-300:])
+                    results.append({**base, "skipped": "failed: " + str(err).splitlines()[-1][:120]})
+                    continue
+                row = {**base,
                        "loop_s": res.loop_time, "wall_s": res.wall_time, "atom_steps_per_s": res.atom_steps_per_s,
                        "ms_per_step": 1000 * res.loop_time / steps, "load_before": load0,
                        "load_after": os.getloadavg()[0]}
@@ -155,8 +190,12 @@ def table(rows: list[dict]) -> str:
     lines = ["| engine | potential | atoms | ranks | steps | ms/step | atom-steps/s | load avg (before/after) |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['engine']} | {r['potential']} | {r['atoms']:,} | {r['ranks']} | — | — | "
+                         f"{r['skipped']} | |")
+            continue
         lines.append(f"| {r['engine']} | {r['potential']} | {r['atoms']:,} | {r['ranks']} | {r['steps']} | "
-                     f"{r['ms_per_step']:.4g} | {r['atom_steps_per_s']:.3g} | "
+                     f"{r['ms_per_step']:.4g} | {r['atom_steps_per_s']:,.0f} | "
                      f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -167,20 +206,21 @@ def figure(rows: list[dict]):  # noqa: ANN201
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
-    labels = {"nn": "NN (mliap nn, exported)", "snap": "linear SNAP (same descriptors)", "eam": "EAM (Al_mm)"}
-    colours = {"nn": "C0", "snap": "C1", "eam": "C2"}
-    for pot in ("nn", "snap", "eam"):
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    names = {"nn": "NN committee mean (mliap nn)", "nn1": "NN one member (mliap nn)",
+             "snap": "linear SNAP (same descriptors)", "eam": "EAM (Al_mm)"}
+    for k, key in enumerate(names):
         for ranks, ls in ((1, "-"), (2, "--")):
             sel = sorted((r["atoms"], r["atom_steps_per_s"]) for r in rows
-                         if r["engine"] == "lammps" and r["potential"] == pot and r["ranks"] == ranks)
+                         if r["engine"] == "lammps" and r.get("key") == key and r["ranks"] == ranks
+                         and "skipped" not in r)
             if sel:
                 x, y = zip(*sel)
-                ax.loglog(x, y, ls, marker="o", color=colours[pot], label=f"{labels[pot]}, {ranks} rank(s)")
+                ax.loglog(x, y, ls, marker="o", color=f"C{k}", label=f"{names[key]}, {ranks} rank(s)")
     for r in rows:
         if r["engine"] == "ase":
             ax.loglog([r["atoms"]], [r["atom_steps_per_s"]], "k*", ms=10, label="ASE committee (NNCalculator)")
-    ax.set(xlabel="atoms", ylabel="atom-steps / s", title="MD throughput (NVE, 2-core machine)")
+    ax.set(xlabel="atoms", ylabel="atom-steps / s", title="MD throughput (NVE, shared 2-core machine)")
     ax.legend(fontsize=7)
     return fig
 

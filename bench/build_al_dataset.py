@@ -19,7 +19,8 @@ What it does:
 3. labels the rest with :func:`alml.dft.batch.label_structures` in chunks (1 worker x 1 rank by default),
    ``fcc-eos`` first, then round-robin over categories, smallest cells first;
 4. after each chunk writes ``data/al_dft_v1.extxyz`` (atomically; labels, ``candidate``, ``category``,
-   ``source``, DFT settings in ``info``) and, with ``--commit``, commits that one file;
+   ``split`` (a fixed held-out test set, 20 % per category: ``dataset_builder.assign_splits``), ``source``,
+   DFT settings in ``info``) and, with ``--commit``, commits that one file;
 5. once >= 5 ``fcc-eos`` points are labelled, fits QE's E(V) (same settings as every label) and writes
    ``runs/al_dft_v1/qe_eos.json``.
 
@@ -124,9 +125,11 @@ def export(store, cands: list[Atoms], sh: str, out: Path) -> list[Atoms]:  # noq
     from ase.io import write
 
     from alml.io import atomic_write
+    from alml.potential.dataset_builder import assign_splits
     from alml.structures import structure_hash
 
     s = settings()
+    splits = assign_splits(cands)
     by_hash = {structure_hash(a): a for a in cands}
     rows = {}
     for a in store.select(settings_hash=sh):
@@ -142,6 +145,8 @@ def export(store, cands: list[Atoms], sh: str, out: Path) -> list[Atoms]:  # noq
             info.update(candidate=c.info["candidate"], category=c.info["category"], source=c.info["source"])
         else:  # imported earlier, candidate not in this build: keep what the row says
             info.update({k: a.info[k] for k in ("candidate", "category") if k in a.info})
+        if info.get("candidate") in splits:
+            info["split"] = splits[info["candidate"]]
         info.update(dft_ecutwfc=s.ecutwfc, dft_kspacing=s.kspacing, dft_smearing=s.smearing, dft_degauss_ry=s.degauss)
         a.info = info
         frames.append(a)
@@ -203,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     s = settings()
     sh = settings_hash(s)
     store = Store(root / "al_dft_v1.db")
-    if args.out.is_file():
-        same = [a for a in read(args.out, index=":") if str(a.info.get("settings_hash")) == sh]
+    if args.out.is_file() and args.out.stat().st_size > 0:
+        same = [a for a in read(args.out, index=":", format="extxyz") if str(a.info.get("settings_hash")) == sh]
         if same:
             tmp = root / "import.extxyz"
             from ase.io import write

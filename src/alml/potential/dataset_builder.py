@@ -1,7 +1,8 @@
-"""The acceptance dataset of the Al potential: ~230 seeded configurations of 4–32 atoms (mostly ≤ 16).
+"""The acceptance dataset of the Al potential: 213 seeded configurations of 4–32 atoms (mostly ≤ 16).
 
 Categories (``atoms.info["category"]``; every structure also has a unique, stable
-``info["candidate"]`` name and the builder recipe in ``info["source"]``):
+``info["candidate"]`` name and the builder recipe in ``info["source"]``; :func:`assign_splits` gives a fixed,
+stratified 20 % held-out test split):
 
 ====================  ==========================================================================
 ``fcc-eos``           perfect fcc, 4-atom cube, 9 lattice constants 3.85–4.25 Å (the QE E(V) reference)
@@ -217,8 +218,8 @@ def hot_solid(seed: int, workdir: Path) -> list[Atoms]:
 
 
 def liquid(seed: int, workdir: Path) -> list[Atoms]:
-    """EAM melts: random packings of 16 atoms at 2.25/2.35/2.45 g/cm³ melted at 2500 K (4 ps), then NVT at
-    1000, 1250 and 1500 K, 4 snapshots 1 ps apart each (36), and two 32-atom melts at 2.35 g/cm³ (2 each)."""
+    """EAM melts: random packings of 16 atoms at 2.25/2.35/2.45 g/cm³, cooled from 2500 K to T over 4 ps, then
+    NVT at T = 1000, 1250 and 1500 K, 4 snapshots 1 ps apart each (36), and two 32-atom melts at 2.35 g/cm³ (2 each)."""
     rng = _rng(seed, "liquid")
     out = []
     plan = [(16, rho, (1000, 1250, 1500), 4) for rho in (2.25, 2.35, 2.45)] + [(32, 2.35, (1000, 1500), 2)]
@@ -273,6 +274,27 @@ def acceptance_set(
         d = st.min_distance(a)
         if d < min_distance:
             raise ValueError(f"{a.info['candidate']}: atoms {d:.2f} Å apart (< {min_distance} Å)")
+    return out
+
+
+def assign_splits(structures: list[Atoms], test_fraction: float = 0.2) -> dict[str, str]:
+    """Candidate name -> ``"train"`` or ``"test"``: a fixed held-out split, stratified by category —
+    the first round(n × ``test_fraction``) of each category's candidates, ordered by a hash of their
+    names, are test. It depends only on the candidate set, not on what is labelled yet; ``fcc-eos``
+    points are always train (they are the E(V) reference)."""
+    import hashlib
+
+    def key(name: str) -> str:
+        return hashlib.sha256(name.encode()).hexdigest()
+
+    by_cat: dict[str, list[str]] = {}
+    for a in structures:
+        by_cat.setdefault(a.info["category"], []).append(a.info["candidate"])
+    out = {}
+    for cat, names in by_cat.items():
+        n_test = 0 if cat == "fcc-eos" else round(len(names) * test_fraction)
+        for k, name in enumerate(sorted(names, key=key)):
+            out[name] = "test" if k < n_test else "train"
     return out
 
 

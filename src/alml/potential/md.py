@@ -621,6 +621,44 @@ def lammps_command(ranks: int, input_file: str = "in.lmp") -> list[str]:
     return [str(mpiexec_path()), "-n", str(ranks), *cmd] if ranks > 1 else cmd
 
 
+def mliap_nparams(model_file: str | Path) -> tuple[int, int]:
+    """(nelements, nparams) from the header of an ML-IAP model file."""
+    for line in Path(model_file).read_text().splitlines():
+        words = line.split("#")[0].split()
+        if words:
+            return int(words[0]), int(words[1])
+    raise ValueError(f"{model_file} has no 'nelements nparams' line")
+
+
+def mliap_memory_estimate(atoms: Atoms, model_file: str | Path, cutoff: float, skin: float = 1.0,
+                          ranks: int = 1) -> float:
+    """Bytes that LAMMPS's ``pair_style mliap`` allocates (over all ranks) for its per-atom gradient array.
+
+    ML-IAP (LAMMPS 2025.7) keeps ``3 × nelements × nparams`` doubles for every owned and ghost atom and
+    clears them each step, even in plain MD. A committee mean exported as one wide network has ~K² times a
+    member's hidden-to-hidden weights (8 × 32-wide members: 89,601 parameters, 2.15 MB per atom), which
+    makes this array, not the descriptors, the limit on cell size. Ghosts: a shell of ``cutoff + skin``
+    around each rank's slab of the cell (split along its longest side).
+    """
+    nel, npar = mliap_nparams(model_file)
+    lengths = np.sort(atoms.cell.lengths())
+    lengths[-1] /= ranks
+    shell = 2.0 * (cutoff + skin)
+    n_all = len(atoms) / ranks * float(np.prod(lengths + shell) / np.prod(lengths))
+    return ranks * n_all * 3 * nel * npar * 8.0
+
+
+def available_memory() -> float:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; inf when unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return float("inf")
+
+
 def parse_loop_times(log_text: str) -> list[tuple[float, int, int, int]]:
     """(loop time s, procs, steps, atoms) of each ``run`` in a LAMMPS log."""
     return [(float(t), int(p), int(s), int(n)) for t, p, s, n in _LOOP_RE.findall(log_text)]
@@ -663,18 +701,21 @@ def run_lammps_md(
     atoms = atoms.copy()
     keep = config.keep_velocities and bool(np.any(atoms.get_momenta() != 0))
     rotation = write_lammps_data(atoms, out_dir / "data.lmp", elements, with_velocities=keep)
-    text = lammps_md_input(
-        config, pair_commands, velocities=not keep, skin=run.skin, extra_commands=run.extra_commands,
-        log_file=str(out_dir / "log.lammps"),
-    )
-    atomic_write_text(out_dir / "in.lmp", text)
+    def make_input(folder: str) -> str:
+        return lammps_md_input(
+            config, pair_commands, velocities=not keep, skin=run.skin, extra_commands=run.extra_commands,
+            data_file=folder + "data.lmp", thermo_file=folder + THERMO, dump_file=folder + "trajectory.lammpstrj",
+            log_file=folder + "log.lammps",
+        )
+
+    atomic_write_text(out_dir / "in.lmp", make_input(""))  # file names relative to out_dir, where lmp runs
     log.info("LAMMPS %s MD: %d atoms, %d steps, %d rank(s) in %s", config.ensemble, len(atoms), config.steps,
              run.ranks, out_dir)
     t0 = time.perf_counter()
     desc = f"LAMMPS {config.ensemble} MD ({run.ranks} rank{'s' if run.ranks > 1 else ''})"
     with _progress(progress, config.steps, desc) as update:
-        if run.in_process:
-            _run_in_process(text, out_dir, config, update)
+        if run.in_process:  # absolute file names: this process's working folder stays as it is
+            _run_in_process(make_input(f"{out_dir}/"), config, update)
         else:
             _run_subprocess(run, out_dir, config, update)
     wall = time.perf_counter() - t0
@@ -693,29 +734,26 @@ def run_lammps_md(
                    extra)
 
 
-def _run_in_process(text: str, out_dir: Path, config: MDConfig, update: Callable[[int, str], None]) -> None:
+def _run_in_process(text: str, config: MDConfig, update: Callable[[int, str], None]) -> None:
+    """Run the input's set-up, then its ``run`` in chunks (``start``/``stop`` keep ramps continuous)."""
     from alml.descriptors.lammps_session import LammpsSession
 
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     setup, last = lines[:-1], lines[-1]
-    assert last.startswith("run ")
-    cwd = os.getcwd()
-    os.chdir(out_dir)  # relative file names (data, thermo, dump) resolve in out_dir
-    try:
-        with LammpsSession(packages=()) as s:
-            s.commands(setup)
-            chunk = max(config.log_every, math.ceil(config.steps / 50)) if config.steps else 0
-            done = 0
-            if config.steps == 0:
-                s.command("run 0")
-            while done < config.steps:
-                n = min(chunk, config.steps - done)
-                pre = "yes" if done == 0 else "no"
-                s.command(f"run {n} start 0 stop {config.steps} pre {pre} post no")
-                done += n
-                update(done, "")
-    finally:
-        os.chdir(cwd)
+    if not last.startswith("run "):
+        raise ValueError(f"the input must end with its run command, not {last!r}")
+    with LammpsSession(packages=()) as s:
+        s.commands(setup)
+        chunk = max(config.log_every, math.ceil(config.steps / 50)) if config.steps else 0
+        done = 0
+        if config.steps == 0:
+            s.command("run 0")
+        while done < config.steps:
+            n = min(chunk, config.steps - done)
+            pre = "yes" if done == 0 else "no"
+            s.command(f"run {n} start 0 stop {config.steps} pre {pre} post no")
+            done += n
+            update(done, "")
 
 
 def _run_subprocess(run: LammpsRunConfig, out_dir: Path, config: MDConfig, update: Callable[[int, str], None]) -> None:
@@ -740,7 +778,11 @@ def _run_subprocess(run: LammpsRunConfig, out_dir: Path, config: MDConfig, updat
         tail = (out_dir / "lammps.stdout").read_text(errors="replace")[-3000:]
         logf = out_dir / "log.lammps"
         ltail = logf.read_text(errors="replace")[-3000:] if logf.is_file() else ""
-        raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\n{ltail}")
+        hint = ""
+        if "MLIAPData" in ltail + tail and "alloc" in ltail + tail:
+            hint = ("\nML-IAP ran out of memory: it keeps 3 x nparams doubles per atom (see mliap_memory_estimate); "
+                    "export a single committee member (lammps: {member: 0}) or spread the cell over more ranks/nodes")
+        raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\n{ltail}{hint}")
     update(config.steps, "")
 
 
@@ -813,6 +855,13 @@ def run_md_job(job: MDJob, *, progress: bool = True) -> MDResult:
     from alml.potential.lammps_export import export_lammps
 
     ex = export_lammps(job.model, job.output / "potential", member=job.lammps.member)
+    from alml.potential.lammps_export import _descriptor_cutoff
+
+    need = mliap_memory_estimate(atoms, ex.model_file, _descriptor_cutoff(ex.descriptor_file), job.lammps.skin,
+                                 job.lammps.ranks)
+    if need > 0.8 * available_memory():
+        log.warning("LAMMPS ML-IAP will need ~%.1f GB for its per-atom gradient array, more than is free (%.1f GB):"
+                    " export one member (lammps.member: 0) or use more nodes", need / 1e9, available_memory() / 1e9)
     return run_lammps_md(atoms, ex.commands(), ex.elements, job.md, job.output, run=job.lammps, progress=progress,
                          title=f"{job.model.name}: LAMMPS {job.md.ensemble}, {len(atoms)} atoms, "
                                f"{job.lammps.ranks} rank(s)")
