@@ -166,7 +166,13 @@ def bench_grid(args: argparse.Namespace, results: dict) -> None:
                 t0 = time.perf_counter()
                 ours = on_grid(atoms, settings, shape, workers=p)
                 t_alml = time.perf_counter() - t0
-                row = {"twojmax": tj, "K": settings.n_components, "procs": p, "alml_s": t_alml}
+                row = {
+                    "twojmax": tj,
+                    "K": settings.n_components,
+                    "procs": p,
+                    "alml_s": t_alml,
+                    "load_avg_1min": os.getloadavg()[0],
+                }
                 if mala_ok:
                     t_mala, wall, theirs = _mala_run(Path(args.mala_venv), structure, shape, tj, p, tmp)
                     agree = _compare(ours, theirs)
@@ -185,6 +191,55 @@ def bench_grid(args: argparse.Namespace, results: dict) -> None:
             row = {"twojmax": tj, "procs": 2, "parallel": "processes", "alml_s": t, "alml_pts_per_s": npts / t}
             results["grid"]["rows"].append(row)
             print(json.dumps(row), flush=True)
+
+
+def bench_kernel_cpu(args: argparse.Namespace, results: dict) -> None:
+    """CPU seconds (not wall) of alml's grid call vs the MALA-style LAMMPS input, alternating, in this process.
+
+    On a loaded machine wall times scatter by tens of percent; CPU time shows whether the two do the
+    same work. The MALA-style run uses MALA's commands (``sna/grid``, global array, ``pair_style zero``
+    at the cutoff with the default skin) through alml's session, without MALA's Python around it.
+    """
+    from alml.descriptors import LammpsSession, lammps_box
+    from alml.descriptors.lammps_session import wrapped_fractional
+
+    atoms = bulk("Al", "fcc", a=A0, cubic=True).repeat(2)
+    settings = MALA_AL.model_copy(update={"twojmax": 8})
+    n = 32
+
+    def mala_style() -> None:
+        box = lammps_box(atoms.cell[:])
+        x = box.to_lammps(wrapped_fractional(atoms.cell[:], atoms.positions, (True, True, True)))
+        with LammpsSession() as ls:
+            ls.commands(
+                [
+                    "units metal",
+                    "atom_style atomic",
+                    "boundary p p p",
+                    box.region_command("b"),
+                    "create_box 1 b",
+                    "mass * 1.0",
+                ]
+            )
+            ls.lmp.create_atoms(len(x), list(range(1, len(x) + 1)), [1] * len(x), x.ravel().tolist())
+            ls.command(f"compute bgrid all sna/grid grid {n} {n} {n} {settings.sna_args()} quadraticflag 0")
+            ls.commands(
+                ["pair_style zero 4.67637", "pair_coeff * *", "thermo_style custom step c_bgrid[1][1]", "run 0"]
+            )
+            ls.global_array("bgrid", copy=False)
+
+    rows = []
+    for _ in range(3):
+        t0 = time.process_time()
+        on_grid(atoms, settings, (n, n, n))
+        t_alml = time.process_time() - t0
+        t0 = time.process_time()
+        mala_style()
+        rows.append(
+            {"alml_cpu_s": t_alml, "mala_style_cpu_s": time.process_time() - t0, "load_avg_1min": os.getloadavg()[0]}
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    results["kernel_cpu"] = {"grid": [n, n, n], "twojmax": 8, "rows": rows}
 
 
 def bench_per_atom(args: argparse.Namespace, results: dict) -> None:
@@ -229,13 +284,17 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=None, help="override the grid (quick checks)")
     ap.add_argument("--skip-grid", action="store_true")
     ap.add_argument("--skip-per-atom", action="store_true")
+    ap.add_argument("--kernel-check", action="store_true", help="only the CPU-time check of the LAMMPS kernel")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = ap.parse_args()
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "node": platform.node()}}
-    if not args.skip_grid:
-        bench_grid(args, results)
-    if not args.skip_per_atom:
-        bench_per_atom(args, results)
+    if args.kernel_check:
+        bench_kernel_cpu(args, results)
+    else:
+        if not args.skip_grid:
+            bench_grid(args, results)
+        if not args.skip_per_atom:
+            bench_per_atom(args, results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 
