@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         MDConfig,
         available_memory,
         eam_commands,
+        memory_limit,
         mliap_memory_estimate,
         mliap_nparams,
         run_ase_md,
@@ -141,10 +142,16 @@ def main(argv: list[str] | None = None) -> int:
                 if name in model_files:
                     need = mliap_memory_estimate(atoms, model_files[name], _descriptor_cutoff(ex.descriptor_file),
                                                  1.0, ranks)
-                    base["mliap_memory_GB"] = need / 1e9
-                    if need > args.max_memory * available_memory():
-                        log.info("skip %s, %d atoms, %d ranks: ML-IAP needs ~%.1f GB", name, n, ranks, need / 1e9)
-                        results.append({**base, "skipped": f"needs ~{need / 1e9:.0f} GB"})
+                    base["mliap_resident_GB"] = need.resident / 1e9
+                    base["mliap_largest_allocation_GB"] = need.largest_allocation / 1e9
+                    why = None
+                    if need.largest_allocation > memory_limit():
+                        why = f"one {need.largest_allocation / 1e9:.0f} GB allocation per rank (> memory + swap)"
+                    elif need.resident > args.max_memory * available_memory():
+                        why = f"~{need.resident / 1e9:.0f} GB resident (> {args.max_memory:.0%} of free memory)"
+                    if why:
+                        log.info("skip %s, %d atoms, %d ranks: ML-IAP needs %s", name, n, ranks, why)
+                        results.append({**base, "skipped": f"skipped: {why}"})
                         continue
                 load0 = os.getloadavg()[0]
                 try:

