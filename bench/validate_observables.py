@@ -86,12 +86,22 @@ def table(results: dict) -> str:
         "within 1 meV/atom, each term as pw.x prints it. \"naive\" = trapezoid rule on the broadened ladder.",
         "Produced by `bench/validate_observables.py`.",
         "",
+        "Reading: with kernel-aware weights every quantity is within 0.15 meV/atom of QE (Fermi level within",
+        "1.1 meV), on either ladder; the naive rule is off by ~5 meV/atom in band and total energy. The residual",
+        "~0.1 meV/atom in xc and hartree comes from the LDOS-derived density (5-digit cubes, Fermi window",
+        "unresolved by a 0.1 eV ladder); fed pw.x's own density, hartree and ewald agree to 1e-4 meV and xc to",
+        "0.02 meV/atom (libxc vs QE's PBE) — tests/test_total_energy.py. The perfect 32-atom supercell at 6³ k",
+        "samples the same states as the 4-atom cell at 12³ k, hence the same per-atom numbers; the rattled cell",
+        "(no symmetry) is the independent check. The Gaussian ladder needs an nscf with Gaussian smearing;",
+        "the Fermi–Dirac one (alml's default) uses the SCF's own smearing function.",
+        "",
     ]
     for key in sorted(results, key=lambda k: (results[k]["n_atoms"], k)):
         r = results[key]
         n = r["n_atoms"]
         lines += [
-            f"### {n} atoms, grid {'x'.join(map(str, r['grid']))}, {r['n_energies']} energies "
+            f"### {n} atoms{' rattled ' + str(r['rattle']) + ' Å' if r['rattle'] else ''}, "
+            f"{r['n_kpoints']} k-points, grid {'x'.join(map(str, r['grid']))}, {r['n_energies']} energies "
             f"{r['emin']:.2f} … {r['emax']:.2f} eV, {r['kernel']} kernel σ = {r['broadening']} eV, "
             f"spacing {r['spacing']:.3f} eV",
             "",
@@ -145,7 +155,10 @@ def main() -> None:
     results = json.loads(store.read_text()) if store.is_file() else {}
     for n in args.cells:
         key = f"{n}-{args.kernel}-{args.spacing}-{args.broadening}-{args.rattle}"
-        results[key] = run_one(n, args)
+        row = run_one(n, args)
+        if row["wall_dft_pp_s"] < 5 and key in results:  # the LDOS file was reused: keep the measured time
+            row["wall_dft_pp_s"] = results[key]["wall_dft_pp_s"]
+        results[key] = row
         atomic_write_json(store, results)
         r = results[key]
         print(f"{n} atoms: dmu {1e3 * (r['alml']['fermi_level'] - r['qe']['fermi_level']):+.3f} meV, "

@@ -96,6 +96,7 @@ def test_nscf_input_patch() -> None:
     g = nscf_input(scf, 12, "gaussian", 0.0147)
     assert "smearing = 'gaussian'" in g and "degauss = 0.0147" in g and "fermi-dirac" not in g
     assert g.count("degauss") == 1
+    assert "diagonalization = 'cg'" in nscf_input(scf, 12, diagonalization="cg")
 
 
 def test_pp_profile_never_uses_pools() -> None:

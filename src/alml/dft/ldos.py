@@ -306,8 +306,15 @@ def bands_needed(eigenvalues: np.ndarray, target: float) -> int:
     return int(math.ceil(nb * ratio * 1.15)) + 2
 
 
-def nscf_input(scf_input: str, nbnd: int, smearing: str | None = None, degauss_ry: float | None = None) -> str:
-    """An nscf input made from pw.x's SCF input text: same k-points, ``nbnd`` bands, optionally new smearing."""
+def nscf_input(
+    scf_input: str,
+    nbnd: int,
+    smearing: str | None = None,
+    degauss_ry: float | None = None,
+    diagonalization: str | None = None,
+) -> str:
+    """An nscf input made from pw.x's SCF input text: same k-points, ``nbnd`` bands, optionally new smearing
+    and diagonalisation (``cg`` when Davidson fails)."""
     text = re.sub(r"calculation\s*=\s*'scf'", "calculation = 'nscf'", scf_input)
     if "calculation = 'nscf'" not in text:
         raise DFTError("SCF input has no calculation = 'scf' line to turn into nscf")
@@ -319,14 +326,30 @@ def nscf_input(scf_input: str, nbnd: int, smearing: str | None = None, degauss_r
         text = re.sub(r"\n\s*degauss\s*=\s*[^\n]*", "", text)
         system.append(f"   degauss = {degauss_ry!r}")
     text = re.sub(r"&SYSTEM\n", "&SYSTEM\n" + "\n".join(system) + "\n", text, count=1)
-    return re.sub(r"&ELECTRONS\n", "&ELECTRONS\n   diago_full_acc = .true.\n", text, count=1)
+    electrons = "   diago_full_acc = .true.\n"
+    if diagonalization is not None:
+        electrons += f"   diagonalization = '{diagonalization}'\n"
+    return re.sub(r"&ELECTRONS\n", "&ELECTRONS\n" + electrons, text, count=1)
 
 
 def run_nscf(workdir: Path, scf_input: str, nbnd: int, profile: PwProfile, gaussian_ry: float | None) -> QEBands:
-    """Run an nscf in ``workdir`` (``out/`` and ``pseudo/`` there); return its bands."""
+    """Run an nscf in ``workdir`` (``out/`` and ``pseudo/`` there); return its bands.
+
+    Davidson first; if it fails (QE 6.7's "S matrix not positive definite" in cdiaghg happens with many empty
+    bands on low-symmetry cells), once more with conjugate gradients.
+    """
     smearing = "gaussian" if gaussian_ry is not None else None
-    (workdir / "nscf.in").write_text(nscf_input(scf_input, nbnd, smearing, gaussian_ry))
-    _run(profile.command("nscf.in"), workdir, "nscf.out", profile.environment(), profile.timeout, "pw.x nscf")
+    for diag in (None, "cg"):
+        (workdir / "nscf.in").write_text(nscf_input(scf_input, nbnd, smearing, gaussian_ry, diag))
+        try:
+            _run(profile.command("nscf.in"), workdir, "nscf.out", profile.environment(), profile.timeout,
+                 "pw.x nscf")
+            break
+        except DFTCrashError as err:
+            if diag is not None:
+                raise
+            log.warning("nscf with Davidson failed in %s, retrying with cg: %s", workdir, str(err)[-200:])
+            (workdir / "CRASH").unlink(missing_ok=True)
     return read_qe_xml(workdir / "out" / "pw.save" / "data-file-schema.xml")
 
 
