@@ -24,6 +24,12 @@ What it does:
 5. once >= 5 ``fcc-eos`` points are labelled, fits QE's E(V) (same settings as every label) and writes
    ``runs/al_dft_v1/qe_eos.json``.
 
+Cost (measured here, 1 rank, niced, on a shared and loaded 2-core machine): perfect 4-atom cells 0.5-2 min,
+rattled 4-atom cells (~900 k-points without symmetry) ~5 min, 7-atom vacancy cells ~9 min; 16-atom cells
+are estimated at 20-40 min and 32-atom ones at hours, ~1-2 days in all. On a quiet machine use
+``--ranks 2`` (pw.x with 2 k-point pools). A pw.x run that fails (or passes ``--timeout``) is recorded in
+``runs/al_dft_v1/failed.json`` and skipped later unless ``--retry-failed``.
+
 DFT settings: the default ``DFTSettings()`` (PBE, TM norm-conserving pseudopotential, ecutwfc 40 Ry,
 Marzari-Vanderbilt 0.02 Ry, kspacing 0.13 / Å, forces, no stress) for every structure. Coarser
 k-meshes were measured and rejected: on a rattled 4-atom cube, kspacing 0.2 (8³) moved the free energy
@@ -57,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="stop after this many new labels")
     p.add_argument("--workers", type=int, default=1, help="concurrent pw.x runs")
     p.add_argument("--ranks", type=int, default=1, help="MPI ranks per pw.x run")
+    p.add_argument("--timeout", type=float, default=8 * 3600.0, help="seconds per pw.x run")
     p.add_argument("--commit", action="store_true", help="git-commit the data file after each chunk")
     p.add_argument("--retry-failed", action="store_true", help="retry candidates that failed before")
     p.add_argument("--status", action="store_true", help="print what is labelled and exit")
@@ -243,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(0, len(pending), args.chunk):
         chunk = pending[k : k + args.chunk]
         t0 = time.perf_counter()
-        outcomes = label_structures(chunk, s, PwProfile(), root / "pw", store, executor, source="al_dft_v1",
-                                    generation=0, progress=True)
+        outcomes = label_structures(chunk, s, PwProfile(timeout=args.timeout), root / "pw", store, executor,
+                                    source="al_dft_v1", generation=0, progress=True)
         for a, o in zip(chunk, outcomes):
             log.info("%-34s %3d atoms %-7s %s", a.info["candidate"], o.n_atoms, o.status,
                      f"{o.wall_time:.0f} s" if o.wall_time else (o.error or "")[:200])
