@@ -142,13 +142,15 @@ def main() -> None:
     p.add_argument("--ecutwfc", type=float, default=40.0)
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--kernel", choices=["scf", "gaussian"], default="scf")
-    p.add_argument("--spacing", type=float, default=0.1)
+    p.add_argument("--spacing", type=float, default=None, help="eV; default LdosSettings' (0.05)")
     p.add_argument("--broadening", type=float, default=None)
     p.add_argument("--emin", type=float, default=-12.0)
     p.add_argument("--emax", type=float, default=1.5)
     p.add_argument("--root", default="runs/validate_observables")
     p.add_argument("--md", default="docs/benchmarks.md")
     args = p.parse_args()
+    if args.spacing is None:
+        args.spacing = 0.1 if args.kernel == "gaussian" else LdosSettings().spacing
     if args.broadening is None:
         args.broadening = round((0.7 if args.kernel == "scf" else 2.0) * args.spacing, 6)
     store = Path(args.root) / "results.json"

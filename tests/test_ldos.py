@@ -51,7 +51,7 @@ def test_settings_validation() -> None:
     with pytest.raises(ConfigError, match="broadening/spacing"):
         parse_config(LdosSettings, {"broadening": 0.2, "spacing": 0.1})  # FD kernel far too wide
     with pytest.raises(ConfigError, match="broadening/spacing"):
-        parse_config(LdosSettings, {"kernel": "gaussian", "broadening": 0.05})
+        parse_config(LdosSettings, {"kernel": "gaussian", "broadening": 0.05, "spacing": 0.1})
     with pytest.raises(ConfigError, match="emax"):
         parse_config(LdosSettings, {"emin": 1.0, "emax": 1.05})
     with pytest.raises(ConfigError, match="unknown key"):
@@ -213,7 +213,7 @@ def qe_ldos(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     root = tmp_path_factory.mktemp("ldos")
     dft = DFTSettings(ecutwfc=15.0, kspacing=0.7, forces=False)
-    settings = LdosSettings(keep_outdir=True)
+    settings = LdosSettings(keep_outdir=True, spacing=0.1, broadening=0.07)  # 0.1 eV resolves f at 1000 K
     path = compute_ldos(_snapshot(), 1000.0, dft, settings, root=root, pw_profile=PwProfile())
     return {"path": path, "root": root, "dft": dft, "settings": settings}
 

@@ -66,13 +66,19 @@ class LdosSettings(Config):
     ladder samples the kernel well: Fermi–Dirac (``kernel: scf``) with broadening ≈ 0.5–1 × spacing, or
     Gaussian (``kernel: gaussian``, one extra nscf) with broadening ≈ 2 × spacing (MALA's 0.2 eV on 0.1 eV).
     A kernel much wider than that loses information; one much narrower is undersampled. Both are refused.
+
+    The spacing must also resolve the Fermi function: at 298 K (k_B T = 26 meV) the default 0.05 eV ladder
+    (σ = 0.035 eV, Fermi–Dirac, ~270 energies from μ − 12 to μ + 1.5 eV: as many as MALA's 0.1 eV ladder over
+    25 eV) reproduces QE to ≤ 0.06 meV/atom in every term on a symmetry-free cell; a 0.1 eV ladder (σ 0.07 eV,
+    half the energies and file size) leaves up to ~0.8 meV/atom in single terms there (the Fermi window is
+    unresolved; docs/benchmarks.md). At higher temperatures 0.1 eV is as good.
     """
 
     reference: Literal["fermi", "absolute"] = "fermi"
     emin: float = Field(-12.0, description="lowest energy, eV; must lie several widths below the band bottom")
     emax: float = Field(1.5, description="highest energy, eV; the Fermi function must vanish well below it")
-    spacing: float = Field(0.1, gt=0, description="ladder spacing (pp.x delta_e), eV")
-    broadening: float = Field(0.07, gt=0, description="pp.x degauss_ldos, eV")
+    spacing: float = Field(0.05, gt=0, description="ladder spacing (pp.x delta_e), eV")
+    broadening: float = Field(0.035, gt=0, description="pp.x degauss_ldos, eV")
     kernel: Literal["scf", "gaussian"] = Field(
         "scf", description="scf: the SCF's Fermi-Dirac smearing function; gaussian: nscf with Gaussian smearing first"
     )
