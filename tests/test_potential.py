@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
+from labels import emt_labelled
 
 from alml import structures as st
 from alml.descriptors import BispectrumSettings, ElementParams, per_atom
@@ -49,13 +49,6 @@ S4 = BispectrumSettings(
 )
 FCC = st.bulk("Al", "fcc", a=4.05, cubic=True)
 
-
-def emt_labelled(atoms: Atoms) -> Atoms:
-    a = atoms.copy()
-    a.calc = EMT()
-    r = {k: a.calc.get_property(k, a) for k in ("energy", "free_energy", "forces", "stress")}
-    a.calc = SinglePointCalculator(a, **r)
-    return a
 
 
 def emt_images() -> list[Atoms]:

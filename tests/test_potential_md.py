@@ -14,10 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from ase import Atoms
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
+from labels import emt_labelled
 from typer.testing import CliRunner
 
 from alml import structures as st
@@ -51,19 +49,12 @@ E_CONSERVE = 2e-4  # eV/atom
 E_LAMMPS = 1e-6  # eV/atom
 
 
-def _emt(atoms: Atoms) -> Atoms:
-    a = atoms.copy()
-    a.calc = EMT()
-    r = {k: a.calc.get_property(k, a) for k in ("energy", "free_energy", "forces", "stress")}
-    a.calc = SinglePointCalculator(a, **r)
-    return a
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> TrainedPotential:
     images = [st.rattle(st.random_strain(CELL32, 0.03, seed=k), 0.1, seed=k) for k in range(6)]
     images.append(st.rattle(st.vacancies(CELL32, 1, seed=1), 0.05, seed=9))
-    data = pack([_emt(a) for a in images], S4, cache=None)
+    data = pack([emt_labelled(a) for a in images], S4, cache=None)
     cfg = PotentialConfig.model_validate({
         "descriptors": S4,
         "network": {"hidden": [12, 12], "activation": "tanh"},
