@@ -1,0 +1,35 @@
+"""ML-DFT surrogate: training data, the LDOS committee, observables and total energy.
+
+The model and training API is exported lazily (importing :mod:`alml.surrogate.observables` does not import torch):
+
+- :class:`LdosModelConfig`, :class:`LdosModel`, :func:`load_ldos_model`, :func:`save_ldos_model`
+- :func:`predict_ldos` (committee mean and std), :func:`predict_members`, :func:`band_energy_committee`
+- :func:`train_ldos_model`, :class:`Snapshot`, :func:`load_points`
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "BandEnergyStats": "alml.surrogate.model",
+    "LdosModel": "alml.surrogate.model",
+    "LdosModelConfig": "alml.surrogate.model",
+    "band_energy_committee": "alml.surrogate.model",
+    "load_ldos_model": "alml.surrogate.model",
+    "predict_ldos": "alml.surrogate.model",
+    "predict_members": "alml.surrogate.model",
+    "save_ldos_model": "alml.surrogate.model",
+    "Snapshot": "alml.surrogate.train",
+    "load_points": "alml.surrogate.train",
+    "train_ldos_model": "alml.surrogate.train",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'alml.surrogate' has no attribute {name!r}")

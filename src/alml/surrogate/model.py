@@ -1,0 +1,279 @@
+"""The ML-DFT network: grid-point descriptors (K,) → LDOS (n_e,), a committee of MLPs, and its model folder.
+
+Each member is an :class:`~alml.nn.MLP` between an input standardiser (descriptor mean/std) and an output
+scaler (per-energy LDOS mean/std, or one global scale with zero shift); both live in the module as buffers,
+so ``member(x)`` maps raw descriptors to an LDOS in 1/(eV·Å³). The committee's spread over members is the
+uncertainty.
+
+A trained model is a folder::
+
+    <model>/
+      model.json          format, version, n_in, n_out, members, network, energy ladder, descriptor settings
+                          (written last: a folder without it is incomplete and never loaded)
+      weights.pt          state dict of the committee (float64, scalers included)
+      scalers.json        descriptor mean/std and LDOS mean/std (readable without torch)
+      config.yaml         the resolved LdosModelConfig
+      provenance.json     versions, git commit, creation time, dataset hash and files
+      metrics.json        per-member best epoch and validation errors (after training)
+      training/           member_XX/{checkpoint.pt, best.pt, history.json}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from alml.config import Config, dump_config, load_config
+from alml.data.grids import EnergyLadder
+from alml.io import atomic_write, atomic_write_json
+from alml.nn import MLP, LoopConfig, MLPConfig
+from alml.surrogate.observables import observables
+
+FORMAT = "alml-ldos"
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS = "weights.pt"
+SCALERS = "scalers.json"
+CONFIG = "config.yaml"
+PROVENANCE = "provenance.json"
+METRICS = "metrics.json"
+TRAINING = "training"
+
+
+class LdosModelConfig(Config):
+    """Network, training loop and committee of the LDOS surrogate."""
+
+    network: MLPConfig = Field(default_factory=lambda: MLPConfig(hidden=(64, 64), activation="relu"))
+    training: LoopConfig = Field(default_factory=lambda: LoopConfig(epochs=100, patience=20, lr=1e-3))
+    members: int = Field(4, ge=1, description="committee members (different seeds and data order)")
+    seed: int = Field(0, description="committee seed; member k uses alml.nn.member_seed(seed, k)")
+    batch_size: int = Field(1024, ge=1, description="grid points per batch")
+    points_per_snapshot: int | None = Field(
+        None, ge=1, description="grid points drawn at random from each training snapshot (None: all)"
+    )
+    output_scaling: Literal["per-energy", "single"] = Field(
+        "per-energy", description="LDOS scaling: per-energy mean/std, or one global std (no shift)"
+    )
+    monitor: Literal["val_loss", "val_band_energy_mev_per_atom"] = Field(
+        "val_loss", description="validation metric for early stopping and the best epoch"
+    )
+    workers: int = Field(1, ge=1, description="member trainings side by side (processes)")
+    threads: int = Field(1, ge=1, description="torch threads per member training")
+
+
+class LdosNet(torch.nn.Module):
+    """One member: raw descriptors x (N, K) → LDOS (N, n_e), with scalers as buffers."""
+
+    def __init__(self, n_in: int, n_out: int, network: MLPConfig) -> None:
+        super().__init__()
+        self.mlp = MLP(n_in, tuple(network.hidden), network.activation, n_out=n_out)
+        self.register_buffer("x_mean", torch.zeros(n_in))
+        self.register_buffer("x_std", torch.ones(n_in))
+        self.register_buffer("y_mean", torch.zeros(n_out))
+        self.register_buffer("y_std", torch.ones(n_out))
+
+    def set_scalers(self, scalers: Scalers) -> None:
+        dt = self.x_mean.dtype
+        for name in ("x_mean", "x_std", "y_mean", "y_std"):
+            getattr(self, name).copy_(torch.as_tensor(getattr(scalers, name), dtype=dt))
+
+    def normalized(self, xhat: torch.Tensor) -> torch.Tensor:
+        """Scaled output ŷ of standardised input x̂ (what training fits)."""
+        return self.mlp(xhat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
+
+
+@dataclass(frozen=True)
+class Scalers:
+    """Descriptor mean/std (K,) and LDOS mean/std (n_e,), float64."""
+
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: np.asarray(getattr(self, k)).tolist() for k in ("x_mean", "x_std", "y_mean", "y_std")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scalers:
+        return cls(**{k: np.asarray(d[k], dtype=float) for k in ("x_mean", "x_std", "y_mean", "y_std")})
+
+
+def fit_scalers(x: np.ndarray, y: np.ndarray, output_scaling: str = "per-energy") -> Scalers:
+    """Scalers of training descriptors ``x`` (N, K) and LDOS ``y`` (N, n_e) (flat features keep std 1)."""
+    from alml.nn import fit_standardizer
+
+    zeros = np.zeros(len(x), dtype=np.int64)
+    sx = fit_standardizer(x, zeros, 1)
+    if output_scaling == "per-energy":
+        sy = fit_standardizer(y, zeros, 1)
+        y_mean, y_std = sy.mean[0], sy.std[0]
+    else:
+        s = float(np.asarray(y, dtype=float).std())
+        y_mean, y_std = np.zeros(y.shape[1]), np.full(y.shape[1], s if s > 0 else 1.0)
+    return Scalers(sx.mean[0], sx.std[0], np.asarray(y_mean, float), np.asarray(y_std, float))
+
+
+@dataclass
+class LdosModel:
+    """A committee of :class:`LdosNet` and what it needs to turn an LDOS into observables."""
+
+    members: torch.nn.ModuleList
+    config: LdosModelConfig
+    ladder: EnergyLadder
+    n_in: int
+    descriptor_settings: dict[str, Any] | None = None
+    path: Path | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    @property
+    def n_out(self) -> int:
+        return self.ladder.n
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "members": self.n_members,
+            "network": self.config.network.model_dump(mode="json"),
+            "ladder": {
+                "energies": self.ladder.energies.tolist(),
+                "broadening": self.ladder.broadening,
+                "kernel": self.ladder.kernel,
+            },
+            "descriptors": self.descriptor_settings,
+        }
+
+    def scalers(self) -> Scalers:
+        m = self.members[0]
+        return Scalers(*(getattr(m, k).detach().double().numpy() for k in ("x_mean", "x_std", "y_mean", "y_std")))
+
+
+def new_committee(n_in: int, n_out: int, network: MLPConfig, members: int) -> torch.nn.ModuleList:
+    return torch.nn.ModuleList(LdosNet(n_in, n_out, network) for _ in range(members))
+
+
+def save_ldos_model(
+    path: Path, model: LdosModel, provenance: dict[str, Any], metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write the model folder (``model.json`` last); return its path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MODEL_JSON).unlink(missing_ok=True)
+    state = {k: v.detach().to(torch.float64).clone() for k, v in model.members.state_dict().items()}
+    atomic_write(path / WEIGHTS, lambda p: torch.save(state, p))
+    atomic_write_json(path / SCALERS, model.scalers().to_dict())
+    dump_config(model.config, path / CONFIG)
+    atomic_write_json(path / PROVENANCE, provenance)
+    if metrics is not None:
+        atomic_write_json(path / METRICS, metrics)
+    atomic_write_json(path / MODEL_JSON, {"format": FORMAT, "version": FORMAT_VERSION, **model.spec()})
+    return path
+
+
+def is_ldos_model_folder(path: Path) -> bool:
+    return (Path(path) / MODEL_JSON).is_file()
+
+
+def load_ldos_model(path: str | Path) -> LdosModel:
+    """Read a folder written by :func:`save_ldos_model` (float64, eval mode)."""
+    path = Path(path)
+    if not is_ldos_model_folder(path):
+        raise FileNotFoundError(f"{path} is not a complete alml LDOS model folder (no {MODEL_JSON})")
+    spec = json.loads((path / MODEL_JSON).read_text())
+    if spec.get("format") != FORMAT or int(spec.get("version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported model format {spec.get('format')} v{spec.get('version')}")
+    config = load_config(LdosModelConfig, path / CONFIG)
+    network = MLPConfig.model_validate(spec["network"])
+    members = new_committee(int(spec["n_in"]), int(spec["n_out"]), network, int(spec["members"])).double()
+    members.load_state_dict(torch.load(path / WEIGHTS, weights_only=True))
+    members.eval()
+    lad = spec["ladder"]
+    ladder = EnergyLadder(np.asarray(lad["energies"], float), float(lad["broadening"]), lad["kernel"])
+    prov = json.loads((path / PROVENANCE).read_text()) if (path / PROVENANCE).is_file() else {}
+    return LdosModel(members, config, ladder, int(spec["n_in"]), spec.get("descriptors"), path, prov)
+
+
+def _as_model(model: LdosModel | str | Path) -> LdosModel:
+    return model if isinstance(model, LdosModel) else load_ldos_model(model)
+
+
+def predict_members(model: LdosModel | str | Path, descriptors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) for descriptors (..., K), evaluated in chunks of points."""
+    m = _as_model(model)
+    x = np.asarray(descriptors)
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    dtype = next(m.members.parameters()).dtype
+    out = np.empty((m.n_members, flat.shape[0], m.n_out))
+    with torch.no_grad():
+        for i0 in range(0, flat.shape[0], chunk):
+            xb = torch.as_tensor(flat[i0 : i0 + chunk], dtype=dtype)
+            for k, net in enumerate(m.members):
+                out[k, i0 : i0 + chunk] = net(xb).double().numpy()
+    return out.reshape(m.n_members, *lead, m.n_out)
+
+
+def predict_ldos(model: LdosModel | str | Path, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Committee mean and std (ddof=1; zeros for one member) of the LDOS, both (..., n_e), for descriptors (..., K)."""
+    p = predict_members(model, descriptors)
+    std = p.std(axis=0, ddof=1) if len(p) > 1 else np.zeros(p.shape[1:])
+    return p.mean(axis=0), std
+
+
+class BandEnergyStats(NamedTuple):
+    """Band energy (eV) of the committee-mean LDOS, mean and std (ddof=1) over members' band energies, members (M,)."""
+
+    of_mean_ldos: float
+    mean: float
+    std: float
+    members: np.ndarray
+
+
+def band_energy_committee(
+    model: LdosModel | str | Path,
+    descriptors: np.ndarray,
+    volume: float,
+    n_electrons: float,
+    temperature: float,
+    ladder: EnergyLadder | None = None,
+) -> BandEnergyStats:
+    """Band energies (eV) of a whole cell's predicted LDOS: descriptors (..., K) on the cell's full grid, ``volume``
+    Å³, ``n_electrons``, ``temperature`` K; ``ladder`` defaults to the model's."""
+    m = _as_model(model)
+    lad = ladder or m.ladder
+    p = predict_members(m, descriptors)
+    per = np.array([observables(pk, lad, volume, n_electrons, temperature, with_density=False).band_energy for pk in p])
+    of_mean = observables(p.mean(axis=0), lad, volume, n_electrons, temperature, with_density=False).band_energy
+    std = float(per.std(ddof=1)) if len(per) > 1 else 0.0
+    return BandEnergyStats(float(of_mean), float(per.mean()), std, per)
+
+
+__all__: Sequence[str] = (
+    "BandEnergyStats",
+    "LdosModel",
+    "LdosModelConfig",
+    "LdosNet",
+    "Scalers",
+    "band_energy_committee",
+    "fit_scalers",
+    "is_ldos_model_folder",
+    "load_ldos_model",
+    "predict_ldos",
+    "predict_members",
+    "save_ldos_model",
+)

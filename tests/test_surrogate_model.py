@@ -1,0 +1,156 @@
+"""LDOS surrogate: training on synthetic snapshots written through the real file route (no QE, no LAMMPS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from alml.data.grids import EnergyLadder, LdosMeta, write_ldos_h5
+from alml.descriptors import MALA_AL, save_grid_h5
+from alml.nn import LoopConfig, MLPConfig
+from alml.surrogate.model import (
+    MODEL_JSON,
+    LdosModelConfig,
+    band_energy_committee,
+    load_ldos_model,
+    predict_ldos,
+    predict_members,
+)
+from alml.surrogate.observables import observables
+from alml.surrogate.train import ValidationSnapshot, load_points, train_ldos_model
+
+SHAPE = (6, 6, 6)
+SETTINGS = MALA_AL.model_copy(update={"twojmax": 2})  # K = 5
+LADDER = EnergyLadder.uniform(-6.0, 0.25, 30, 0.25, "gaussian")
+T = 1000.0
+
+
+def true_ldos(x: np.ndarray) -> np.ndarray:
+    """A smooth, positive LDOS (..., n_e) of descriptors (..., 5): a Gaussian peak whose centre and height
+    depend on the descriptors, on a flat background."""
+    e = LADDER.energies
+    centre = -2.5 + 1.2 * np.tanh(x[..., 0:1])
+    height = 0.05 * (1.5 + 0.5 * np.sin(x[..., 1:2]) + 0.3 * x[..., 2:3] ** 2 / (1 + x[..., 2:3] ** 2))
+    return (height * np.exp(-0.5 * ((e - centre) / 0.9) ** 2) + 0.01).astype(np.float32)
+
+
+def write_snapshot(d: Path, seed: int) -> Path:
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True)
+    atoms.rattle(0.05, seed=seed)
+    x = np.random.default_rng(seed).normal(size=(*SHAPE, SETTINGS.n_components)).astype(np.float32)
+    y = true_ldos(x)
+    volume = atoms.get_volume()
+    total = float(y.reshape(-1, LADDER.n).sum(axis=0).sum() * volume / np.prod(SHAPE) * LADDER.spacing)
+    meta = LdosMeta(atoms=atoms, ladder=LADDER, shape=SHAPE, temperature=T, n_electrons=round(0.5 * total, 3))
+    d.mkdir(parents=True)
+    write_ldos_h5(d / "ldos.h5", meta, y)
+    save_grid_h5(d / "descriptors.h5", x, atoms, SETTINGS)
+    return d
+
+
+def config(**kw: object) -> LdosModelConfig:
+    base = dict(
+        network=MLPConfig(hidden=(32, 32), activation="tanh"),
+        training=LoopConfig(epochs=60, lr=5e-3, patience=None, schedule="constant", checkpoint_every=20),
+        members=2,
+        seed=3,
+        batch_size=64,
+    )
+    return LdosModelConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], Path]:
+    root = tmp_path_factory.mktemp("ldos")
+    train = [write_snapshot(root / f"snap{i}", seed=i) for i in range(2)]
+    val = write_snapshot(root / "val", seed=10)
+    out = root / "model"
+    train_ldos_model(train, val, config(), out)
+    return out, train, val
+
+
+def test_beats_constant_baseline_on_held_out_snapshot(trained: tuple[Path, list[Path], Path]) -> None:
+    out, train, val = trained
+    model = load_ldos_model(out)
+    _, y_train, _ = load_points(train)
+    v = ValidationSnapshot.read(val)
+    mean, std = predict_ldos(model, v.x)
+    mse = float(np.mean((mean - v.y) ** 2))
+    baseline = float(np.mean((y_train.mean(axis=0) - v.y) ** 2))
+    assert mse < 0.05 * baseline
+    assert mean.shape == std.shape == v.y.shape
+    assert np.all(std >= 0) and std.mean() > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["members"]) == 2
+    assert all(np.isfinite(m["val_band_energy_mev_per_atom"]) for m in metrics["members"])
+    history = json.loads((out / "training" / "member_00" / "history.json").read_text())
+    assert len(history) == 60 and "val_band_energy_mev_per_atom" in history[-1]
+
+
+def test_band_energy_committee_on_whole_cell(trained: tuple[Path, list[Path], Path]) -> None:
+    out, _, val = trained
+    v = ValidationSnapshot.read(val)
+    stats = band_energy_committee(out, v.x, v.volume, v.n_electrons, v.temperature)
+    assert stats.members.shape == (2,)
+    assert stats.std > 0
+    assert np.isfinite(stats.of_mean_ldos)
+    err = abs(stats.of_mean_ldos - v.band_energy) / v.n_atoms * 1000
+    true = observables(v.y, LADDER, v.volume, v.n_electrons, T, with_density=False).band_energy
+    assert true == pytest.approx(v.band_energy)
+    assert err < 20.0  # meV/atom: a sanity bound on a 60-epoch toy fit (about 1 here), not an accuracy claim
+
+
+def test_folder_round_trip_and_incomplete_folder(trained: tuple[Path, list[Path], Path], tmp_path: Path) -> None:
+    out, _, val = trained
+    a, b = load_ldos_model(out), load_ldos_model(out)
+    x = ValidationSnapshot.read(val).x[:17]
+    assert np.array_equal(predict_members(a, x), predict_members(b, x))
+    grid = ValidationSnapshot.read(val).x.reshape(*SHAPE, -1)
+    pm = predict_members(a, grid)
+    assert pm.shape == (2, *SHAPE, LADDER.n)
+    assert a.config == config()
+    assert a.ladder.key() == LADDER.key()
+    assert a.descriptor_settings is not None and a.descriptor_settings["twojmax"] == 2
+    assert "versions" in a.provenance and "dataset_hash" in a.provenance
+    (tmp_path / "half").mkdir()
+    for f in out.iterdir():
+        if f.is_file() and f.name != MODEL_JSON:
+            (tmp_path / "half" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(FileNotFoundError):
+        load_ldos_model(tmp_path / "half")
+
+
+def test_rerun_resumes_from_checkpoints(trained: tuple[Path, list[Path], Path]) -> None:
+    """A second call on the same folder resumes each member from its final checkpoint: no new epochs,
+    the same weights; another config on that folder is refused."""
+    out, train, val = trained
+    before = load_ldos_model(out)
+    again = train_ldos_model(train, val, config(), out)
+    x = ValidationSnapshot.read(val).x
+    assert np.allclose(predict_members(before, x), predict_members(again, x), atol=1e-6)
+    history = json.loads((out / "training" / "member_01" / "history.json").read_text())
+    assert len(history) == 60
+    with pytest.raises(ValueError, match="another run"):
+        train_ldos_model(train, val, config(seed=4), out)
+
+
+def test_sampled_points_and_single_scale(tmp_path: Path) -> None:
+    snaps = [write_snapshot(tmp_path / f"s{i}", seed=20 + i) for i in range(2)]
+    x, y, ladder = load_points(snaps, points_per_snapshot=50, seed=1)
+    assert x.shape == (100, 5) and y.shape == (100, LADDER.n) and ladder.key() == LADDER.key()
+    assert np.allclose(y, true_ldos(x), atol=1e-6)  # descriptors and LDOS rows stay paired
+    cfg = config(
+        members=1,
+        output_scaling="single",
+        points_per_snapshot=50,
+        training=LoopConfig(epochs=2, patience=None, schedule="constant"),
+    )
+    model = train_ldos_model(snaps[:1], snaps[1], cfg)
+    mean, std = predict_ldos(model, x)
+    assert mean.shape == y.shape and np.all(std == 0)
+    s = model.scalers()
+    assert np.all(s.y_mean == 0) and np.ptp(s.y_std) == 0
