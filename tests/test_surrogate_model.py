@@ -16,12 +16,13 @@ from alml.surrogate.model import (
     MODEL_JSON,
     LdosModelConfig,
     band_energy_committee,
+    fit_scalers,
     load_ldos_model,
     predict_ldos,
     predict_members,
 )
 from alml.surrogate.observables import observables
-from alml.surrogate.train import ValidationSnapshot, load_points, train_ldos_model
+from alml.surrogate.train import SlabStream, ValidationSnapshot, load_points, train_ldos_model
 
 SHAPE = (6, 6, 6)
 SETTINGS = MALA_AL.model_copy(update={"twojmax": 2})  # K = 5
@@ -154,3 +155,44 @@ def test_sampled_points_and_single_scale(tmp_path: Path) -> None:
     assert mean.shape == y.shape and np.all(std == 0)
     s = model.scalers()
     assert np.all(s.y_mean == 0) and np.ptp(s.y_std) == 0
+
+
+def test_slab_stream_sees_every_point_once_and_matches_in_memory_scalers(tmp_path: Path) -> None:
+    snaps = [write_snapshot(tmp_path / f"s{i}", seed=30 + i) for i in range(2)]
+    stream = SlabStream(snaps, planes_per_slab=2, buffer_slabs=2)
+    assert stream.n_points == 2 * int(np.prod(SHAPE)) and len(stream.slabs) == 6
+    batches = list(stream.batches(seed=5, epoch=0, batch_size=50))
+    assert all(len(b[0]) == 50 for b in batches[:-1])
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
+    x_all, y_all, _ = load_points(snaps)
+    assert x.shape == x_all.shape
+    assert np.array_equal(np.unique(x, axis=0), np.unique(x_all, axis=0))  # every point exactly once
+    assert np.allclose(y, true_ldos(x), atol=1e-6)
+    first = [b[0] for b in stream.batches(seed=5, epoch=1, batch_size=50)]
+    assert not np.array_equal(first[0], batches[0][0])  # reshuffled every epoch
+    again = list(stream.batches(seed=5, epoch=0, batch_size=50))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(again, batches))  # reproducible (resume)
+    for scaling in ("per-energy", "single"):
+        a, b = stream.scalers(scaling), fit_scalers(x_all, y_all, scaling)
+        for key in ("x_mean", "x_std", "y_mean", "y_std"):
+            assert np.allclose(getattr(a, key), getattr(b, key), rtol=1e-5, atol=1e-7), (scaling, key)
+
+
+def test_streaming_training_beats_baseline(tmp_path: Path) -> None:
+    snaps = [write_snapshot(tmp_path / f"s{i}", seed=40 + i) for i in range(3)]
+    cfg = config(
+        members=1,
+        streaming=True,
+        planes_per_slab=1,
+        buffer_slabs=4,
+        training=LoopConfig(epochs=25, lr=5e-3, patience=None, schedule="constant"),
+    )
+    model = train_ldos_model(snaps[:2], snaps[2], cfg, tmp_path / "m")
+    v = ValidationSnapshot.read(snaps[2])
+    _, y_train, _ = load_points(snaps[:2])
+    mean, _ = predict_ldos(tmp_path / "m", v.x)
+    assert np.mean((mean - v.y) ** 2) < 0.1 * np.mean((y_train.mean(axis=0) - v.y) ** 2)
+    assert load_ldos_model(tmp_path / "m").config.streaming and model.n_members == 1
+    with pytest.raises(ValueError, match="points_per_snapshot"):
+        config(streaming=True, points_per_snapshot=10)

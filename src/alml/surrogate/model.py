@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alml.config import Config, dump_config, load_config
 from alml.data.grids import EnergyLadder
@@ -58,6 +58,13 @@ class LdosModelConfig(Config):
     points_per_snapshot: int | None = Field(
         None, ge=1, description="grid points drawn at random from each training snapshot (None: all)"
     )
+    streaming: bool = Field(
+        False, description="stream training points from disk by k-slabs (larger-than-memory data) instead of loading"
+    )
+    planes_per_slab: int = Field(1, ge=1, description="streaming: k-planes read per slab")
+    buffer_slabs: int = Field(
+        8, ge=1, description="streaming: slabs (from shuffled snapshots) mixed per shuffle buffer"
+    )
     output_scaling: Literal["per-energy", "single"] = Field(
         "per-energy", description="LDOS scaling: per-energy mean/std, or one global std (no shift)"
     )
@@ -66,6 +73,12 @@ class LdosModelConfig(Config):
     )
     workers: int = Field(1, ge=1, description="member trainings side by side (processes)")
     threads: int = Field(1, ge=1, description="torch threads per member training")
+
+    @model_validator(mode="after")
+    def _streaming_uses_all_points(self) -> LdosModelConfig:
+        if self.streaming and self.points_per_snapshot is not None:
+            raise ValueError("points_per_snapshot applies to in-memory training; with streaming every point is used")
+        return self
 
 
 class LdosNet(torch.nn.Module):

@@ -9,14 +9,16 @@ After every epoch each member is validated in physics units on one whole validat
 (:func:`alml.surrogate.observables.observables`, with the snapshot's own ladder, temperature and electron count)
 of the predicted LDOS against that of the true LDOS, in meV/atom, plus the scaled MSE (``val_loss``).
 
-Not yet: a slab-streaming batch source for training sets larger than memory (the sample is in memory) and
-validation on several snapshots.
+With ``streaming``, points are instead read from disk by k-slabs every epoch (:class:`SlabStream`): memory is
+one shuffle buffer of ``buffer_slabs`` slabs drawn from shuffled snapshots, and the scalers come from running sums.
+Not yet: validation on several snapshots, and validation of a snapshot larger than memory.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -85,14 +87,11 @@ def _grid_shape(path: Path) -> tuple[int, ...]:
         return tuple(int(v) for v in f["descriptors"].shape)
 
 
-def load_points(
-    snapshots: Sequence[Snapshot | str | Path], points_per_snapshot: int | None = None, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, EnergyLadder]:
-    """Descriptors (N, K) and LDOS (N, n_e) float32 of grid points pooled from ``snapshots`` (all points, or
-    ``points_per_snapshot`` drawn without replacement from each), and their common energy ladder."""
-    xs, ys = [], []
+def _check_snapshots(snapshots: Sequence[Snapshot]) -> tuple[EnergyLadder, list[tuple[int, int, int]]]:
+    """The common energy ladder and each snapshot's grid shape; error if a ladder or a descriptor grid differs."""
     ladder: EnergyLadder | None = None
-    for n, s in enumerate(map(_snapshot, snapshots)):
+    shapes = []
+    for s in snapshots:
         with LdosFile(s.ldos) as f:
             dshape = _grid_shape(s.descriptors)
             if tuple(dshape[:3]) != tuple(f.shape):
@@ -101,15 +100,30 @@ def load_points(
                 ladder = f.ladder
             elif f.ladder.key() != ladder.key():
                 raise ValueError(f"{s.ldos}: energy ladder {f.ladder.key()} differs from {ladder.key()}")
-            if points_per_snapshot is None or points_per_snapshot >= f.n_points:
-                idx = np.arange(f.n_points)
-            else:
-                rng = np.random.default_rng([seed, n])
-                idx = np.sort(rng.choice(f.n_points, size=points_per_snapshot, replace=False))
-            ys.append(f.points(idx).astype(np.float32, copy=False))
-        xs.append(descriptor_points(s.descriptors, idx).astype(np.float32, copy=False))
+            shapes.append(tuple(f.shape))
     if ladder is None:
         raise ValueError("no training snapshots given")
+    return ladder, shapes
+
+
+def load_points(
+    snapshots: Sequence[Snapshot | str | Path], points_per_snapshot: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, EnergyLadder]:
+    """Descriptors (N, K) and LDOS (N, n_e) float32 of grid points pooled from ``snapshots`` (all points, or
+    ``points_per_snapshot`` drawn without replacement from each), and their common energy ladder."""
+    snaps = [_snapshot(s) for s in snapshots]
+    ladder, shapes = _check_snapshots(snaps)
+    xs, ys = [], []
+    for n, (s, shape) in enumerate(zip(snaps, shapes)):
+        n_points = int(np.prod(shape))
+        if points_per_snapshot is None or points_per_snapshot >= n_points:
+            idx = np.arange(n_points)
+        else:
+            rng = np.random.default_rng([seed, n])
+            idx = np.sort(rng.choice(n_points, size=points_per_snapshot, replace=False))
+        with LdosFile(s.ldos) as f:
+            ys.append(f.points(idx).astype(np.float32, copy=False))
+        xs.append(descriptor_points(s.descriptors, idx).astype(np.float32, copy=False))
     return np.concatenate(xs), np.concatenate(ys), ladder
 
 
@@ -146,11 +160,129 @@ class ValidationSnapshot:
         return abs(eb - self.band_energy) * 1000.0 / max(self.n_atoms, 1)
 
 
+class InMemoryPoints:
+    """Training points held in memory: descriptors x (N, K), LDOS y (N, n_e); shuffled anew every epoch."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+
+    @property
+    def n_points(self) -> int:
+        return len(self.x)
+
+    def batches(self, seed: int, epoch: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.x))
+        for i0 in range(0, len(order), batch_size):
+            idx = order[i0 : i0 + batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class SlabStream:
+    """Training points streamed from disk: every epoch the (snapshot, k-slab) pieces are visited in a shuffled
+    order, ``buffer_slabs`` pieces at a time (so from different snapshots), and the points of a buffer are
+    shuffled into batches. Memory: one buffer. Every point is seen exactly once per epoch."""
+
+    def __init__(self, snapshots: Sequence[Snapshot | str | Path], planes_per_slab: int = 1, buffer_slabs: int = 8):
+        self.snapshots = [_snapshot(s) for s in snapshots]
+        self.buffer_slabs = int(buffer_slabs)
+        self.ladder, shapes = _check_snapshots(self.snapshots)
+        self.slabs: list[tuple[int, int, int]] = [
+            (n, k0, min(k0 + planes_per_slab, shape[2]))
+            for n, shape in enumerate(shapes)
+            for k0 in range(0, shape[2], planes_per_slab)
+        ]
+        self.n_points = int(sum(np.prod(shape) for shape in shapes))
+
+    def iter_slabs(self, order: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(x (P, K), y (P, n_e)) float32 of each slab, in ``order`` (default: file order)."""
+        import h5py
+
+        order = range(len(self.slabs)) if order is None else order
+        with ExitStack() as stack:
+            ld = [stack.enter_context(LdosFile(s.ldos)) for s in self.snapshots]
+            de = [stack.enter_context(h5py.File(s.descriptors, "r"))["descriptors"] for s in self.snapshots]
+            for j in order:
+                n, k0, k1 = self.slabs[j]
+                x = np.asarray(de[n][:, :, k0:k1, :], dtype=np.float32)
+                y = np.asarray(ld[n].slab(k0, k1), dtype=np.float32)
+                yield x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+
+    def batches(self, seed: int, epoch: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(self.slabs))
+        slabs = self.iter_slabs(order)
+        try:
+            yield from self._buffered(rng, order, slabs, batch_size)
+        finally:
+            slabs.close()
+
+    def _buffered(
+        self,
+        rng: np.random.Generator,
+        order: np.ndarray,
+        slabs: Iterator[tuple[np.ndarray, np.ndarray]],
+        batch_size: int,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        carry_x = carry_y = None
+        for b0 in range(0, len(order), self.buffer_slabs):
+            parts = [next(slabs) for _ in range(min(self.buffer_slabs, len(order) - b0))]
+            if carry_x is not None:
+                parts.insert(0, (carry_x, carry_y))
+            x = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            perm = rng.permutation(len(x))
+            last = b0 + self.buffer_slabs >= len(order)
+            full = len(x) if last else len(x) - len(x) % batch_size
+            for i0 in range(0, full, batch_size):
+                idx = perm[i0 : min(i0 + batch_size, full)]
+                yield x[idx], y[idx]
+            rest = perm[full:]
+            carry_x, carry_y = (x[rest], y[rest]) if len(rest) else (None, None)
+
+    def scalers(self, output_scaling: str = "per-energy") -> Scalers:
+        """The scalers :func:`fit_scalers` would give on all points, from running sums (float64) over the slabs."""
+        n = 0
+        sx = sxx = sy = syy = None
+        for x, y in self.iter_slabs():
+            x64, y64 = x.astype(np.float64), y.astype(np.float64)
+            if sx is None:
+                sx, sxx, sy, syy = (
+                    np.zeros(x.shape[1]),
+                    np.zeros(x.shape[1]),
+                    np.zeros(y.shape[1]),
+                    np.zeros(y.shape[1]),
+                )
+            n += len(x)
+            sx += x64.sum(0)
+            sxx += (x64**2).sum(0)
+            sy += y64.sum(0)
+            syy += (y64**2).sum(0)
+        return _scalers_from_moments(n, sx, sxx, sy, syy, output_scaling)
+
+
+def _flat_safe(mean: np.ndarray, var: np.ndarray, rel_tol: float = 1e-8) -> np.ndarray:
+    std = np.sqrt(np.maximum(var, 0.0))
+    return np.where(std > rel_tol * np.maximum(np.abs(mean), 1.0), std, 1.0)
+
+
+def _scalers_from_moments(n: int, sx: Any, sxx: Any, sy: Any, syy: Any, output_scaling: str) -> Scalers:
+    xm = sx / n
+    ym = sy / n
+    x_std = _flat_safe(xm, sxx / n - xm**2)
+    if output_scaling == "per-energy":
+        return Scalers(xm, x_std, ym, _flat_safe(ym, syy / n - ym**2))
+    m = float(sy.sum() / (n * len(sy)))
+    s = float(np.sqrt(max(float(syy.sum() / (n * len(sy))) - m**2, 0.0)))
+    return Scalers(xm, x_std, np.zeros_like(ym), np.full_like(ym, s if s > 0 else 1.0))
+
+
+PointSource = InMemoryPoints | SlabStream
+
+
 def _train_member(
     k: int,
     *,
-    x: np.ndarray,
-    y: np.ndarray,
+    source: PointSource,
     val: ValidationSnapshot,
     scalers: Scalers,
     cfg: LdosModelConfig,
@@ -160,23 +292,21 @@ def _train_member(
     """Train member ``k``; return its (float64) state dict and its best metrics."""
     seed = member_seed(cfg.seed, k)
     torch.manual_seed(seed)
-    net = new_committee(x.shape[1], y.shape[1], cfg.network, 1)[0]
+    net = new_committee(val.x.shape[1], val.y.shape[1], cfg.network, 1)[0]
     net.set_scalers(scalers)
-    xhat = torch.as_tensor((x - scalers.x_mean) / scalers.x_std, dtype=torch.float32)
-    yhat = torch.as_tensor((y - scalers.y_mean) / scalers.y_std, dtype=torch.float32)
-    vx = torch.as_tensor((val.x - scalers.x_mean) / scalers.x_std, dtype=torch.float32)
-    vy = torch.as_tensor((val.y - scalers.y_mean) / scalers.y_std, dtype=torch.float32)
-    y_std = torch.as_tensor(scalers.y_std, dtype=torch.float32)
-    y_mean = torch.as_tensor(scalers.y_mean, dtype=torch.float32)
-    n, bs = len(xhat), cfg.batch_size
+    x_mean, x_std, y_mean, y_std = (
+        torch.as_tensor(v, dtype=torch.float32) for v in (scalers.x_mean, scalers.x_std, scalers.y_mean, scalers.y_std)
+    )
+    vx = (torch.as_tensor(val.x) - x_mean) / x_std
+    vy = (torch.as_tensor(val.y) - y_mean) / y_std
 
-    def batches(epoch: int) -> Any:
-        order = torch.as_tensor(np.random.default_rng([seed, epoch]).permutation(n))
-        for i0 in range(0, n, bs):
-            yield order[i0 : i0 + bs]
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in source.batches(seed, epoch, cfg.batch_size):
+            yield (torch.as_tensor(x) - x_mean) / x_std, (torch.as_tensor(y) - y_mean) / y_std
 
-    def step(idx: torch.Tensor) -> torch.Tensor:
-        return torch.mean((net.normalized(xhat[idx]) - yhat[idx]) ** 2)
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        xhat, yhat = batch
+        return torch.mean((net.normalized(xhat) - yhat) ** 2)
 
     def evaluate() -> dict[str, float]:
         with torch.no_grad():
@@ -219,10 +349,16 @@ def train_ldos_model(
 
     train = [_snapshot(s) for s in train]
     val = ValidationSnapshot.read(validation)
-    x, y, ladder = load_points(train, cfg.points_per_snapshot, cfg.seed)
+    source: PointSource
+    if cfg.streaming:
+        source = SlabStream(train, cfg.planes_per_slab, cfg.buffer_slabs)
+        ladder, scalers = source.ladder, source.scalers(cfg.output_scaling)
+    else:
+        x, y, ladder = load_points(train, cfg.points_per_snapshot, cfg.seed)
+        source, scalers = InMemoryPoints(x, y), fit_scalers(x, y, cfg.output_scaling)
     if ladder.key() != val.ladder.key():
         raise ValueError("the validation snapshot's energy ladder differs from the training snapshots'")
-    scalers = fit_scalers(x, y, cfg.output_scaling)
+    n_in, n_points = len(scalers.x_mean), source.n_points
     files = [
         {
             "ldos": str(s.ldos),
@@ -231,24 +367,24 @@ def train_ldos_model(
         }
         for s in train
     ]
-    dataset_hash = sha256_json({"files": files, "n_points": len(x)})
+    dataset_hash = sha256_json({"files": files, "n_points": n_points})
     fingerprint = sha256_json({"config": cfg.model_dump(mode="json"), "dataset": dataset_hash})[:16]
     root = Path(out) / TRAINING if out is not None else None
-    fn = partial(_train_member, x=x, y=y, val=val, scalers=scalers, cfg=cfg, root=root, fingerprint=fingerprint)
+    fn = partial(_train_member, source=source, val=val, scalers=scalers, cfg=cfg, root=root, fingerprint=fingerprint)
     workers = plan_workers(cfg.members, cfg.threads) if cfg.workers > 1 else 1
     results = run_members(fn, range(cfg.members), workers=min(workers, cfg.workers), threads=cfg.threads)
-    members = new_committee(x.shape[1], y.shape[1], cfg.network, cfg.members).double()
+    members = new_committee(n_in, ladder.n, cfg.network, cfg.members).double()
     for net, (state, _) in zip(members, results):
         net.load_state_dict(state)
     members.eval()
     settings = _descriptor_settings(train[0].descriptors)
-    model = LdosModel(members, cfg, ladder, int(x.shape[1]), settings)
+    model = LdosModel(members, cfg, ladder, n_in, settings)
     if out is not None:
         prov = make_provenance(
             dataset_hash=dataset_hash,
             training_files=files,
             validation={"ldos": str(_snapshot(validation).ldos)},
-            n_training_points=len(x),
+            n_training_points=n_points,
         )
         metrics = {"members": [info for _, info in results], "validation_band_energy_eV": val.band_energy}
         save_ldos_model(Path(out), model, prov, metrics)
