@@ -86,7 +86,7 @@ def _print_members(out: Path) -> None:
 
     from rich.table import Table
 
-    from alml.potential.folder import METRICS
+    from alml.nn.folder import METRICS
 
     p = out / METRICS
     if not p.is_file():

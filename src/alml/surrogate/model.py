@@ -30,20 +30,15 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from alml.config import Config, dump_config, load_config
+from alml.config import Config, load_config
 from alml.data.grids import EnergyLadder
-from alml.io import atomic_write, atomic_write_json
 from alml.nn import MLP, LoopConfig, MLPConfig
+from alml.nn.folder import CONFIG, MODEL_JSON, PROVENANCE, WEIGHTS, write_model_folder
 from alml.surrogate.observables import observables
 
 FORMAT = "alml-ldos"
 FORMAT_VERSION = 1
-MODEL_JSON = "model.json"
-WEIGHTS = "weights.pt"
 SCALERS = "scalers.json"
-CONFIG = "config.yaml"
-PROVENANCE = "provenance.json"
-METRICS = "metrics.json"
 TRAINING = "training"
 
 
@@ -184,18 +179,10 @@ def save_ldos_model(
     path: Path, model: LdosModel, provenance: dict[str, Any], metrics: dict[str, Any] | None = None
 ) -> Path:
     """Write the model folder (``model.json`` last); return its path."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MODEL_JSON).unlink(missing_ok=True)
-    state = {k: v.detach().to(torch.float64).clone() for k, v in model.members.state_dict().items()}
-    atomic_write(path / WEIGHTS, lambda p: torch.save(state, p))
-    atomic_write_json(path / SCALERS, model.scalers().to_dict())
-    dump_config(model.config, path / CONFIG)
-    atomic_write_json(path / PROVENANCE, provenance)
-    if metrics is not None:
-        atomic_write_json(path / METRICS, metrics)
-    atomic_write_json(path / MODEL_JSON, {"format": FORMAT, "version": FORMAT_VERSION, **model.spec()})
-    return path
+    return write_model_folder(
+        path, model.members, model.config, provenance, {"format": FORMAT, "version": FORMAT_VERSION, **model.spec()},
+        {SCALERS: model.scalers().to_dict()}, metrics,
+    )
 
 
 def is_ldos_model_folder(path: Path) -> bool:

@@ -345,7 +345,7 @@ def train_ldos_model(
 ) -> LdosModel:
     """Train a committee on ``train`` snapshots, validate on ``validation``; with ``out``, write the model folder
     there (checkpoints under ``out/training``, so an interrupted call resumes). Returns the (float64) model."""
-    from alml.potential.folder import make_provenance
+    from alml.nn.folder import make_provenance
 
     train = [_snapshot(s) for s in train]
     val = ValidationSnapshot.read(validation)
