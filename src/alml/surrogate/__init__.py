@@ -5,6 +5,10 @@ The model and training API is exported lazily (importing :mod:`alml.surrogate.ob
 - :class:`LdosModelConfig`, :class:`LdosModel`, :func:`load_ldos_model`, :func:`save_ldos_model`
 - :func:`predict_ldos` (committee mean and std), :func:`predict_members`, :func:`band_energy_committee`
 - :func:`train_ldos_model`, :class:`Snapshot`, :func:`load_points`
+- :func:`predict_structure` (new structures, any size; it is :func:`alml.surrogate.predict.predict`, exported
+  under another name because the submodule ``predict`` would shadow it) -> :class:`Prediction`,
+  :class:`PredictConfig`, :class:`Estimate`, :func:`write_prediction`; :class:`LdosCalculator` (ASE: energy and
+  free energy, no forces)
 """
 
 from __future__ import annotations
@@ -24,12 +28,21 @@ _LAZY = {
     "Snapshot": "alml.surrogate.train",
     "load_points": "alml.surrogate.train",
     "train_ldos_model": "alml.surrogate.train",
+    "Estimate": "alml.surrogate.predict",
+    "PredictConfig": "alml.surrogate.predict",
+    "Prediction": "alml.surrogate.predict",
+    "predict_structure": "alml.surrogate.predict",
+    "write_prediction": "alml.surrogate.predict",
+    "LdosCalculator": "alml.surrogate.calculator",
 }
 
 __all__ = sorted(_LAZY)
 
 
+_RENAMED = {"predict_structure": "predict"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        return getattr(import_module(_LAZY[name]), _RENAMED.get(name, name))
     raise AttributeError(f"module 'alml.surrogate' has no attribute {name!r}")

@@ -143,6 +143,9 @@ class LdosModel:
     descriptor_settings: dict[str, Any] | None = None
     path: Path | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: what prediction needs from the training snapshots (temperature K, ecutrho eV, pseudopotentials, grid);
+    #: None for folders written before it was recorded
+    training_data: dict[str, Any] | None = None
 
     @property
     def n_members(self) -> int:
@@ -164,6 +167,7 @@ class LdosModel:
                 "kernel": self.ladder.kernel,
             },
             "descriptors": self.descriptor_settings,
+            **({"training_data": self.training_data} if self.training_data is not None else {}),
         }
 
     def scalers(self) -> Scalers:
@@ -205,7 +209,9 @@ def load_ldos_model(path: str | Path) -> LdosModel:
     lad = spec["ladder"]
     ladder = EnergyLadder(np.asarray(lad["energies"], float), float(lad["broadening"]), lad["kernel"])
     prov = json.loads((path / PROVENANCE).read_text()) if (path / PROVENANCE).is_file() else {}
-    return LdosModel(members, config, ladder, int(spec["n_in"]), spec.get("descriptors"), path, prov)
+    return LdosModel(
+        members, config, ladder, int(spec["n_in"]), spec.get("descriptors"), path, prov, spec.get("training_data")
+    )
 
 
 def _as_model(model: LdosModel | str | Path) -> LdosModel:

@@ -175,14 +175,21 @@ def radial_transform(pp: PseudoData, q: np.ndarray) -> np.ndarray:
 
 
 def structure_factor(atoms: Atoms, shape: tuple[int, int, int], indices: np.ndarray | None = None) -> np.ndarray:
-    """S(G) = Σ_a e^{−iG·R_a} (nx, ny, nz) over ``indices`` (default all atoms), by separable phases."""
+    """S(G) = Σ_a e^{−iG·R_a} (nx, ny, nz) over ``indices`` (default all atoms), by separable phases.
+
+    Atoms are taken in blocks so the (atoms, nx·ny) phase table stays ≤ ~64 MB however large the cell.
+    """
     idx = np.arange(len(atoms)) if indices is None else np.asarray(indices)
     s = atoms.get_scaled_positions(wrap=False)[idx]
     nx, ny, nz = shape
     m = [np.fft.fftfreq(n, 1.0 / n) for n in shape]
-    p = [np.exp(-2j * np.pi * np.outer(s[:, d], m[d])) for d in range(3)]  # (n_atoms, n_d)
-    pxy = (p[0][:, :, None] * p[1][:, None, :]).reshape(len(idx), nx * ny)
-    return (pxy.T @ p[2]).reshape(nx, ny, nz)
+    out = np.zeros((nx * ny, nz), dtype=complex)
+    block = max(1, (4 << 20) // (nx * ny))
+    for a0 in range(0, len(idx), block):
+        p = [np.exp(-2j * np.pi * np.outer(s[a0 : a0 + block, d], m[d])) for d in range(3)]  # (block, n_d)
+        pxy = (p[0][:, :, None] * p[1][:, None, :]).reshape(len(p[0]), nx * ny)
+        out += pxy.T @ p[2]
+    return out.reshape(nx, ny, nz)
 
 
 def core_density(
@@ -354,19 +361,21 @@ def total_energy(
     pseudopotentials: dict[str, str | Path | PseudoData],
     ecut: float | None = None,
     functional: str | None = None,
+    core: np.ndarray | None = None,
+    ewald: float | None = None,
 ) -> EnergyTerms:
     """Total free energy of ``atoms`` from its valence density (nx, ny, nz) in 1/Å³, band energy E_b and −TS (eV).
 
     ``pseudopotentials``: element -> UPF path (or :class:`PseudoData`) for Z_v, the core charge and the
     functional (overridable with ``functional``). ``ecut``: the density cutoff in eV (QE's ecutrho · Ry);
-    give it to match QE to the last meV.
+    give it to match QE to the last meV. ``core`` (1/Å³, from :func:`core_density`) and ``ewald`` (eV, from
+    :func:`ewald_energy`) depend on the structure only: pass them to reuse them over several densities.
     """
     pps = {el: (p if isinstance(p, PseudoData) else read_upf(str(p))) for el, p in pseudopotentials.items()}
     cell = atoms.cell[:]
     shape = tuple(np.shape(density))
     functional = functional or _functional(pps)
-    core = None
-    if any(p.rho_core is not None for p in pps.values()):
+    if core is None and any(p.rho_core is not None for p in pps.values()):
         core = core_density(atoms, shape, pps, ecut)  # type: ignore[arg-type]
     e_h, v_h = hartree(density, cell, ecut)
     xc = exchange_correlation(density, cell, core, functional, ecut)
@@ -374,7 +383,7 @@ def total_energy(
     mask = g_sphere(cell, shape, ecut)  # type: ignore[arg-type]
     n_r = _to_r(_to_g(np.asarray(density, dtype=float), mask))
     vh_n = float(np.sum(v_h * n_r)) * dv
-    e_ew = ewald_energy(atoms, {el: p.z_valence for el, p in pps.items()})
+    e_ew = ewald_energy(atoms, {el: p.z_valence for el, p in pps.items()}) if ewald is None else float(ewald)
     one = band_energy - vh_n - xc.v_times_n
     free = one + e_h + xc.energy + e_ew + entropy_term
     return EnergyTerms(

@@ -378,7 +378,7 @@ def train_ldos_model(
         net.load_state_dict(state)
     members.eval()
     settings = _descriptor_settings(train[0].descriptors)
-    model = LdosModel(members, cfg, ladder, n_in, settings)
+    model = LdosModel(members, cfg, ladder, n_in, settings, training_data=training_context(train))
     if out is not None:
         prov = make_provenance(
             dataset_hash=dataset_hash,
@@ -400,3 +400,37 @@ def _descriptor_settings(path: Path) -> dict[str, Any] | None:
     with h5py.File(path, "r") as f:
         s = f.attrs.get("settings")
     return json.loads(s) if s is not None else None
+
+def training_context(snapshots: Sequence[Snapshot | str | Path]) -> dict[str, Any]:
+    """What prediction needs to know about the training snapshots, from their LDOS file headers.
+
+    ``temperature`` (K) and ``ecutrho`` (eV, None if not recorded) of the first snapshot, the set of
+    ``temperatures``, ``pseudopotentials`` (element -> "file sha256:prefix" from the DFT provenance, when
+    recorded), ``elements``, and the first snapshot's ``grid_shape``, ``cell`` (Å) and ``n_electrons``.
+    """
+    snaps = [_snapshot(s) for s in snapshots]
+    temperatures: set[float] = set()
+    elements: set[str] = set()
+    pseudos: dict[str, str] = {}
+    first: dict[str, Any] = {}
+    for s in snaps:
+        with LdosFile(s.ldos) as f:
+            temperatures.add(f.temperature)
+            symbols = set(f.atoms.get_chemical_symbols())
+            elements |= symbols
+            pseudos.update({el: f.provenance[f"pseudo_{el}"] for el in symbols if f"pseudo_{el}" in f.provenance})
+            if not first:
+                first = {
+                    "temperature": f.temperature,
+                    "ecutrho": f.ecutrho,
+                    "grid_shape": list(f.shape),
+                    "cell": np.asarray(f.atoms.cell[:]).tolist(),
+                    "n_electrons": f.n_electrons,
+                    "n_atoms": len(f.atoms),
+                }
+    return {
+        **first,
+        "temperatures": sorted(temperatures),
+        "elements": sorted(elements),
+        "pseudopotentials": dict(sorted(pseudos.items())),
+    }

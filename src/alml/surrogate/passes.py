@@ -1,0 +1,185 @@
+"""The stages of :func:`alml.surrogate.predict.predict`: two streaming passes over the grid and the energies.
+
+Arrays: M committee members, P grid points of a slab or batch, n_e ladder energies, K descriptor components.
+Per-member arrays carry one extra last row for the committee mean (index M), so member k is row k and the
+mean is row −1. Each stage adds its wall time to ``timings`` (seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from alml.data.grids import EnergyLadder
+from alml.surrogate.observables import Method, band_energy, entropy_term, fermi_level, integration_weights
+
+Advance = Callable[[str], None]
+
+
+def members_ldos(model: Any, x: np.ndarray) -> np.ndarray:
+    """Every member's LDOS (M, P, n_e) float64 in 1/(eV·Å³) for raw descriptors x (P, K)."""
+    import torch
+
+    dtype = next(model.members.parameters()).dtype
+    with torch.no_grad():
+        xb = torch.as_tensor(x, dtype=dtype)
+        return np.stack([net(xb).double().numpy() for net in model.members])
+
+
+def dos_pass(
+    atoms: Atoms,
+    model: Any,
+    ctx: Any,
+    config: Any,
+    per_slab: int,
+    cache: Any,
+    timings: dict[str, float],
+    advance: Advance,
+) -> np.ndarray:
+    """Pass 1: descriptors slab by slab (cached in ``cache['descriptors']``), the network on each, and every
+    member's DOS (M, n_e) in states/eV."""
+    from alml.descriptors import iter_grid_slabs
+
+    nx, ny, nz = ctx.shape
+    k = ctx.settings.n_components
+    if model.n_in != k:
+        raise ValueError(f"the model takes {model.n_in} descriptor components but its settings give {k}")
+    desc = cache.create_dataset("descriptors", shape=(nx, ny, nz, k), dtype=np.float64, chunks=(nx, ny, 1, k))
+    sums = np.zeros((model.n_members, model.n_out))
+    slabs = iter_grid_slabs(
+        atoms, ctx.settings, ctx.shape, workers=config.workers,
+        max_points_per_chunk=None if per_slab >= nx * ny * nz else per_slab,
+    )
+    while True:
+        t0 = time.perf_counter()
+        slab = next(slabs, None)
+        timings["descriptors"] += time.perf_counter() - t0
+        if slab is None:
+            break
+        t0 = time.perf_counter()
+        desc[:, :, slab.k0 : slab.k1] = slab.values
+        timings["io"] += time.perf_counter() - t0
+        x = slab.values.reshape(-1, k)
+        for b0 in range(0, len(x), config.batch_points):
+            t0 = time.perf_counter()
+            y = members_ldos(model, x[b0 : b0 + config.batch_points])
+            t1 = time.perf_counter()
+            sums += y.sum(axis=1)
+            timings["network"] += t1 - t0
+            timings["observables"] += time.perf_counter() - t1
+        advance(f"descriptors + DOS: k-planes {slab.k0}-{slab.k1} of {nz}")
+    return sums * (abs(atoms.cell.volume) / (nx * ny * nz))
+
+
+@dataclass(frozen=True)
+class MemberObservables:
+    """Per member and (last row) for the mean DOS: μ (M+1,) eV, E_b and −TS (M+1,) eV, weights (M+1, n_e)."""
+
+    mu: np.ndarray
+    band: np.ndarray
+    minus_ts: np.ndarray
+    weights: np.ndarray  #: occupation weights c_j(μ): n(r) = Σ_j c_j d_j(r)
+
+
+def members_observables(dos_members: np.ndarray, ladder: EnergyLadder, ctx: Any, method: Method) -> MemberObservables:
+    """Fermi level, band energy, −TS and occupation weights of each member's DOS and of their mean."""
+    rows = np.vstack([dos_members, dos_members.mean(axis=0)])
+    mu, band, ts, w = [], [], [], []
+    for i, d in enumerate(rows):
+        try:
+            m = fermi_level(d, ladder, ctx.n_electrons, ctx.temperature, method)
+        except ValueError as err:
+            who = "the committee mean" if i == len(rows) - 1 else f"member {i}"
+            raise ValueError(f"{who}: {err} (the predicted LDOS is unphysical for this structure)") from None
+        mu.append(m)
+        band.append(band_energy(d, ladder, m, ctx.temperature, method))
+        ts.append(entropy_term(d, ladder, m, ctx.temperature, method))
+        w.append(integration_weights(ladder, "occupation", m, ctx.temperature, method))
+    return MemberObservables(np.array(mu), np.array(band), np.array(ts), np.array(w))
+
+
+def density_pass(
+    model: Any,
+    ctx: Any,
+    config: Any,
+    per_slab: int,
+    weights: np.ndarray,
+    cache: Any,
+    timings: dict[str, float],
+    advance: Advance,
+    ldos_ds: Any = None,
+) -> None:
+    """Pass 2: the network again on the cached descriptors; densities (M+1, nx, ny, nz) in 1/Å³ into
+    ``cache['density']`` (members, then the mean LDOS's); the mean LDOS into ``ldos_ds`` when given."""
+    nx, ny, nz = ctx.shape
+    n_m = model.n_members
+    desc = cache["descriptors"]
+    dens = cache.create_dataset("density", shape=(n_m + 1, nx, ny, nz), dtype=np.float64, chunks=(1, nx, ny, 1))
+    planes = max(1, per_slab // (nx * ny))
+    for k0 in range(0, nz, planes):
+        k1 = min(nz, k0 + planes)
+        t0 = time.perf_counter()
+        x = desc[:, :, k0:k1].reshape(-1, desc.shape[3])
+        timings["io"] += time.perf_counter() - t0
+        rho = np.empty((n_m + 1, len(x)))
+        mean_ldos = np.empty((len(x), model.n_out)) if ldos_ds is not None else None
+        for b0 in range(0, len(x), config.batch_points):
+            b1 = min(len(x), b0 + config.batch_points)
+            t0 = time.perf_counter()
+            y = members_ldos(model, x[b0:b1])
+            t1 = time.perf_counter()
+            rho[:n_m, b0:b1] = np.einsum("mpe,me->mp", y, weights[:n_m])
+            ym = y.mean(axis=0)
+            rho[n_m, b0:b1] = ym @ weights[n_m]
+            if mean_ldos is not None:
+                mean_ldos[b0:b1] = ym
+            timings["network"] += t1 - t0
+            timings["observables"] += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        dens[:, :, :, k0:k1] = rho.reshape(n_m + 1, nx, ny, k1 - k0)
+        if mean_ldos is not None:
+            ldos_ds[:, :, k0:k1, :] = mean_ldos.reshape(nx, ny, k1 - k0, model.n_out)
+        timings["io"] += time.perf_counter() - t0
+        advance(f"density: k-planes {k0}-{k1} of {nz}")
+
+
+def energies(
+    atoms: Atoms,
+    ctx: Any,
+    obs: MemberObservables,
+    cache: Any,
+    keep_density: bool,
+    timings: dict[str, float],
+    advance: Advance,
+) -> tuple[dict[str, np.ndarray], float, np.ndarray | None]:
+    """Total-energy terms (each (M+1,) eV: members, then the mean) from the cached densities, one at a time;
+    ∫ n dr of the mean density; the mean density itself when ``keep_density``."""
+    from alml.surrogate.predict import TERMS
+    from alml.surrogate.total_energy import core_density, ewald_energy, total_energy
+
+    t0 = time.perf_counter()
+    dens = cache["density"]
+    pps = ctx.pseudos
+    core = None
+    if any(p.rho_core is not None for p in pps.values()):
+        core = core_density(atoms, ctx.shape, pps, ctx.ecut)
+    ewald = ewald_energy(atoms, {el: p.z_valence for el, p in pps.items()})
+    out: dict[str, list[float]] = {k: [] for k in TERMS}
+    density = None
+    n_int = float("nan")
+    for i in range(len(dens)):
+        n = dens[i]
+        t = total_energy(n, atoms, obs.band[i], obs.minus_ts[i], pps, ctx.ecut, core=core, ewald=ewald)
+        for k, v in t.as_dict().items():
+            out[k].append(v)
+        advance("energy: " + ("committee mean" if i == len(dens) - 1 else f"member {i}"))
+        if i == len(dens) - 1:
+            n_int = float(n.sum() * abs(atoms.cell.volume) / n.size)
+            density = n if keep_density else None
+    timings["energy"] += time.perf_counter() - t0
+    return {k: np.array(v) for k, v in out.items()}, n_int, density

@@ -1,0 +1,207 @@
+"""Prediction with an LDOS committee on new structures: chunking, supercells, committee statistics, the ASE
+calculator, the output files, and the errors. Real LAMMPS descriptors (2J = 2) on tiny grids; a committee built
+directly (random weights around a free-electron-like LDOS) so no training is needed, plus one tiny training run
+to check what the model folder records for prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
+
+from alml.data.grids import EnergyLadder, LdosFile, LdosMeta, write_ldos_h5
+from alml.descriptors import MALA_AL, on_grid, qe_fft_shape, save_grid_h5
+from alml.dft.pseudo import checksum, pseudopotential
+from alml.nn import LoopConfig, MLPConfig
+from alml.surrogate.calculator import LdosCalculator
+from alml.surrogate.model import LdosModel, LdosModelConfig, Scalers, load_ldos_model, new_committee, predict_members
+from alml.surrogate.predict import PredictConfig, Prediction, predict
+from alml.surrogate.total_energy import energies_from_ldos
+from alml.surrogate.train import train_ldos_model
+from alml.units import RYDBERG
+
+SETTINGS = MALA_AL.model_copy(update={"twojmax": 2})  # K = 5
+LADDER = EnergyLadder.uniform(-14.0, 0.1, 171, 0.07, "fermi-dirac")
+T = 1000.0
+ECUT_RY = 12.0  # 9^3 grid for the 4-atom cube, 18 x 9 x 9 for its 2 x 1 x 1 supercell (same spacing)
+SHAPE = (9, 9, 9)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def cell() -> Atoms:
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def free_electron_ldos(volume_per_atom: float) -> np.ndarray:
+    """Free-electron LDOS (n_e,) in 1/(eV·Å³) for 3 electrons per atom, μ near 0 eV."""
+    c = 0.2625**1.5 / (2 * np.pi**2)  # (2m/ħ²)^{3/2}/(2π²) in eV^-3/2 Å^-3, spin included
+    e_f = (3 * np.pi**2 * 3 / volume_per_atom) ** (2 / 3) / 0.2625
+    return c * np.sqrt(np.clip(LADDER.energies + e_f, 0.0, None))
+
+
+def make_model(members: int = 3, seed: int = 0) -> LdosModel:
+    """A committee whose members give the free-electron LDOS ±~5 %, varying with the local descriptors."""
+    torch.manual_seed(seed)
+    x = on_grid(cell(), SETTINGS, SHAPE).reshape(-1, SETTINGS.n_components)
+    y = free_electron_ldos(cell().get_volume() / 4)
+    scalers = Scalers(x.mean(0), x.std(0) + 1e-12, y, 0.05 * y + 1e-4)
+    cfg = LdosModelConfig(network=MLPConfig(hidden=(16,), activation="tanh"), members=members)
+    nets = new_committee(SETTINGS.n_components, LADDER.n, cfg.network, members).double()
+    for net in nets:
+        net.set_scalers(scalers)
+    nets.eval()
+    td = {"temperature": T, "ecutrho": ECUT_RY * RYDBERG, "elements": ["Al"]}
+    return LdosModel(nets, cfg, LADDER, SETTINGS.n_components, SETTINGS.model_dump(mode="json"), training_data=td)
+
+
+@pytest.fixture(scope="module")
+def model() -> LdosModel:
+    return make_model()
+
+
+@pytest.fixture(scope="module")
+def base(model: LdosModel) -> Prediction:
+    return predict(cell(), model, PredictConfig(max_points_per_chunk=None))
+
+
+def _close(a: float, b: float, rel: float) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1.0)
+
+
+def test_chunked_equals_unchunked(model: LdosModel, base: Prediction) -> None:
+    small = predict(cell(), model, PredictConfig(max_points_per_chunk=2 * 81, batch_points=50))
+    assert small.grid_shape == base.grid_shape == SHAPE
+    assert np.allclose(small.dos_members, base.dos_members, rtol=1e-10, atol=0)
+    assert np.allclose(small.density, base.density, rtol=1e-10, atol=1e-14)
+    assert _close(small.fermi_level.value, base.fermi_level.value, 1e-10)
+    for k, v in base.terms.items():
+        assert _close(small.terms[k].value, v.value, 1e-10), k
+        assert np.allclose(small.terms[k].members, v.members, rtol=1e-10), k
+
+
+def test_matches_the_whole_cell_route(model: LdosModel, base: Prediction) -> None:
+    """Streaming prediction = predict_members on the whole grid, then energies_from_ldos on the mean LDOS."""
+    x = on_grid(cell(), SETTINGS, SHAPE)
+    pm = predict_members(model, x)  # (M, nx, ny, nz, n_e)
+    vol = cell().get_volume()
+    dos_m = pm.reshape(len(pm), -1, LADDER.n).sum(axis=1) * vol / x[..., 0].size
+    assert np.allclose(base.dos_members, dos_m, rtol=1e-10)
+    assert np.allclose(base.dos, base.dos_members.mean(axis=0), rtol=1e-12)  # mean DOS = DOS of the mean LDOS
+    assert np.all(base.dos_std >= 0) and base.dos_std.max() > 0
+    obs, terms = energies_from_ldos(pm.mean(axis=0), LADDER, cell(), T, 12.0, {"Al": pseudopotential("Al")},
+                                    ECUT_RY * RYDBERG)
+    assert base.n_electrons == 12.0
+    assert _close(base.fermi_level.value, obs.fermi_level, 1e-9)
+    assert np.allclose(base.density, obs.density, rtol=1e-10, atol=1e-14)
+    assert base.density_electrons == pytest.approx(12.0, rel=1e-6)
+    for k, v in terms.as_dict().items():
+        assert _close(base.terms[k].value, v, 1e-9), k
+    for e in (base.fermi_level, base.band_energy, base.free_energy, base.energy, base.entropy_term):
+        assert e.std > 0 and len(e.members) == 3 and e.std == pytest.approx(np.std(e.members, ddof=1))
+    assert set(base.timings) >= {"descriptors", "network", "observables", "energy", "total"}
+    assert base.peak_rss_mb > 0
+
+
+def test_supercell_gives_the_same_energies_per_atom(model: LdosModel, base: Prediction) -> None:
+    sup = predict(cell().repeat((2, 1, 1)), model, PredictConfig(max_points_per_chunk=200))
+    assert sup.grid_shape == (18, 9, 9) and sup.n_atoms == 8 and sup.n_electrons == 24.0
+    assert _close(sup.fermi_level.value, base.fermi_level.value, 1e-9)
+    assert np.allclose(sup.dos / 8, base.dos / 4, rtol=1e-9)
+    for k in ("band_energy", "hartree", "xc", "ewald", "smearing_minus_ts", "free_energy", "energy"):
+        assert _close(sup.terms[k].value / 8, base.terms[k].value / 4, 1e-9), k
+        assert np.allclose(np.array(sup.terms[k].members) / 8, np.array(base.terms[k].members) / 4, rtol=1e-9), k
+
+
+def test_calculator_energy_and_no_forces(model: LdosModel, base: Prediction) -> None:
+    atoms = cell()
+    calc = LdosCalculator(model, PredictConfig(max_points_per_chunk=None, keep_density=False))
+    atoms.calc = calc
+    assert atoms.get_potential_energy() == pytest.approx(base.energy.value, rel=1e-12)
+    assert atoms.get_potential_energy(force_consistent=True) == pytest.approx(base.free_energy.value, rel=1e-12)
+    assert calc.results["energy_std"] == pytest.approx(base.energy.std, rel=1e-9) and calc.results["energy_std"] > 0
+    assert calc.results["fermi_level"] == pytest.approx(base.fermi_level.value, rel=1e-12)
+    assert calc.results["band_energy"] == pytest.approx(base.band_energy.value, rel=1e-12)
+    assert isinstance(calc.prediction, Prediction) and calc.prediction.density is None
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_forces()
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+
+
+def test_write_prediction_round_trip(model: LdosModel, tmp_path: Path) -> None:
+    from ase.io.cube import read_cube
+
+    out = tmp_path / "pred"
+    pred = predict(cell(), model, PredictConfig(max_points_per_chunk=243, write_ldos=True), out=out)
+    assert sorted(p.name for p in out.iterdir()) == ["density.cube", "dos.csv", "ldos.h5", "prediction.json"]
+    js = json.loads((out / "prediction.json").read_text())
+    assert js["energies"]["free_energy"]["eV"] == pytest.approx(pred.free_energy.value, rel=1e-12)
+    assert js["energies"]["free_energy"]["std_eV"] == pytest.approx(pred.free_energy.std, rel=1e-12)
+    assert js["energies"]["band_energy"]["meV_per_atom"] == pytest.approx(1000 * pred.band_energy.value / 4)
+    assert js["fermi_level"]["eV"] == pytest.approx(pred.fermi_level.value) and js["grid_shape"] == list(SHAPE)
+    with open(out / "density.cube") as f:
+        cube = read_cube(f)
+    assert cube["data"].shape == SHAPE
+    assert np.allclose(cube["data"], pred.density, rtol=2e-6)
+    assert np.allclose(cube["atoms"].positions, pred.atoms.positions, atol=1e-5)
+    table = np.loadtxt(out / "dos.csv", delimiter=",", skiprows=1)
+    assert table.shape == (LADDER.n, 3 + 3)
+    assert np.allclose(table[:, 0], LADDER.energies) and np.allclose(table[:, 1], pred.dos, rtol=1e-10)
+    with LdosFile(out / "ldos.h5") as f:
+        assert f.shape == SHAPE and f.temperature == T and f.n_electrons == 12.0
+        assert np.allclose(f.dos(), pred.dos, rtol=1e-6)
+
+
+def test_clear_errors(model: LdosModel) -> None:
+    bad = cell()
+    bad[0].symbol = "Cu"
+    with pytest.raises(ValueError, match=r"Cu.*not trained on"):
+        predict(bad, model)
+    slab = cell()
+    slab.pbc = (True, True, False)
+    with pytest.raises(ValueError, match="periodic"):
+        predict(slab, model)
+    with pytest.raises(ValueError, match="extra|forbid|Extra"):
+        PredictConfig(chunk=3)  # type: ignore[call-arg]
+
+
+def test_trained_folder_records_what_prediction_needs(tmp_path: Path) -> None:
+    """A model trained on (tiny) snapshots records temperature, ecutrho and the pseudopotential; prediction
+    uses them without overrides and refuses a different pseudopotential."""
+    atoms = cell()
+    shape = qe_fft_shape(atoms.cell[:], ECUT_RY)
+    x = on_grid(atoms, SETTINGS, shape)
+    xs = (x - x.mean((0, 1, 2))) / x.std((0, 1, 2))
+    y = free_electron_ldos(atoms.get_volume() / 4) * (1 + 0.05 * np.tanh(xs[..., :1]))
+    upf = pseudopotential("Al")
+    meta = LdosMeta(atoms=atoms, ladder=LADDER, shape=shape, temperature=T, n_electrons=12.0,
+                    ecutrho=ECUT_RY * RYDBERG, provenance={"pseudo_Al": f"{upf.name} sha256:{checksum(upf)[:16]}"})
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    write_ldos_h5(snap / "ldos.h5", meta, y.astype(np.float32))
+    save_grid_h5(snap / "descriptors.h5", x.astype(np.float32), atoms, SETTINGS)
+    cfg = LdosModelConfig(network=MLPConfig(hidden=(8,), activation="tanh"), members=1, batch_size=256,
+                          training=LoopConfig(epochs=2, patience=None, schedule="constant"))
+    train_ldos_model([snap], snap, cfg, tmp_path / "model")
+    m = load_ldos_model(tmp_path / "model")
+    assert m.training_data is not None
+    assert m.training_data["temperature"] == T and m.training_data["ecutrho"] == pytest.approx(ECUT_RY * RYDBERG)
+    assert m.training_data["elements"] == ["Al"] and "Al" in m.training_data["pseudopotentials"]
+    pred = predict(atoms, tmp_path / "model", PredictConfig(keep_density=False))
+    assert pred.grid_shape == SHAPE and pred.temperature == T and np.isfinite(pred.free_energy.value)
+    assert pred.free_energy.std == 0.0  # one member
+    m.training_data["pseudopotentials"]["Al"] = "other.UPF sha256:0123456789abcdef"
+    with pytest.raises(ValueError, match="pseudopotential"):
+        predict(atoms, m)
