@@ -96,8 +96,15 @@ def write_grid_h5(
     return path
 
 
-def save_grid_h5(path: str | Path, values: np.ndarray, atoms: Atoms, settings: BispectrumSettings) -> Path:
-    """Write already computed grid descriptors ``values`` (nx, ny, nz, K) to ``path`` (atomic)."""
+def save_grid_h5(
+    path: str | Path,
+    values: np.ndarray,
+    atoms: Atoms,
+    settings: BispectrumSettings,
+    dtype: np.dtype | type | None = None,
+) -> Path:
+    """Write already computed grid descriptors ``values`` (nx, ny, nz, K) to ``path`` (atomic), one k-plane at a
+    time (so a memory-mapped ``values`` is streamed); ``dtype`` defaults to that of ``values``."""
     import h5py
 
     path = Path(path)
@@ -108,7 +115,12 @@ def save_grid_h5(path: str | Path, values: np.ndarray, atoms: Atoms, settings: B
     def writer(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             _write_header(f, atoms, settings, values.shape[:3])
-            f.create_dataset("descriptors", data=values, chunks=(*values.shape[:2], 1, values.shape[3]))
+            ds = f.create_dataset(
+                "descriptors", shape=values.shape, dtype=np.dtype(dtype or values.dtype),
+                chunks=(*values.shape[:2], 1, values.shape[3]),
+            )
+            for k in range(values.shape[2]):
+                ds[:, :, k] = values[:, :, k]
 
     atomic_write(path, writer)
     return path
