@@ -2,8 +2,8 @@
 
 As in tests/test_surrogate_model.py: random descriptors on a small grid and an LDOS that is a smooth function of
 them, so a small network can learn it; here the LDOS is a properly broadened spectrum (see :func:`true_ldos`), so
-Fermi level, band energy and density from it are well defined. A hand-made pseudopotential (Z_v = 3, PBE, no core charge) lets the total energy be
-evaluated without ld1.x.
+Fermi level, band energy and density from it are well defined. A hand-made pseudopotential (Z_v = 3, PBE, no core
+charge) lets the total energy be evaluated without ld1.x.
 """
 
 from __future__ import annotations

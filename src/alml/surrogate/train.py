@@ -7,7 +7,9 @@ only the sample is held in memory), pooled, and shuffled across snapshots every 
 
 After every epoch each member is validated in physics units on one whole validation snapshot: the band energy
 (:func:`alml.surrogate.observables.observables`, with the snapshot's own ladder, temperature and electron count)
-of the predicted LDOS against that of the true LDOS, in meV/atom, plus the scaled MSE (``val_loss``).
+of the predicted LDOS against that of the true LDOS, in meV/atom, the density error in %
+(:func:`alml.surrogate.metrics.density_error_percent`) and, given pseudopotentials, the total-energy error in meV/atom,
+plus the scaled MSE (``val_loss``).
 
 With ``streaming``, points are instead read from disk by k-slabs every epoch (:class:`SlabStream`): memory is
 one shuffle buffer of ``buffer_slabs`` slabs drawn from shuffled snapshots, and the scalers come from running sums.
@@ -26,10 +28,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase import Atoms
 
 from alml.data.grids import EnergyLadder, LdosFile
 from alml.io import sha256_json
 from alml.nn import fit, member_seed, plan_workers, run_members
+from alml.nn.training import Callback
+from alml.surrogate.metrics import density_error_percent, mev_per_atom
 from alml.surrogate.model import (
     TRAINING,
     LdosModel,
@@ -129,7 +134,12 @@ def load_points(
 
 @dataclass(frozen=True)
 class ValidationSnapshot:
-    """A whole snapshot for physics validation: descriptors (P, K), LDOS (P, n_e) and what observables need."""
+    """A whole snapshot for physics validation: descriptors (P, K), LDOS (P, n_e) and what observables need.
+
+    ``density`` (P,) 1/Å³ is the true LDOS's density; with ``pseudopotentials`` (element -> UPF path or
+    :class:`~alml.surrogate.total_energy.PseudoData`) the true LDOS's total free energy is kept too, and
+    :meth:`metrics` adds the total-energy error.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -139,15 +149,37 @@ class ValidationSnapshot:
     temperature: float
     n_atoms: int
     band_energy: float  #: eV, of the true LDOS
+    density: np.ndarray | None = None  #: (P,) 1/Å³, of the true LDOS
+    atoms: Atoms | None = None
+    shape: tuple[int, int, int] | None = None
+    ecut: float | None = None  #: eV, the density cutoff (QE's ecutrho), None: no G-sphere
+    pseudopotentials: dict[str, Any] | None = None
+    total_energy: float | None = None  #: eV, free energy of the true LDOS (with pseudopotentials)
 
     @classmethod
-    def read(cls, s: Snapshot | str | Path) -> ValidationSnapshot:
+    def read(cls, s: Snapshot | str | Path, pseudopotentials: dict[str, Any] | None = None) -> ValidationSnapshot:
         s = _snapshot(s)
         with LdosFile(s.ldos) as f:
             y = f.read(np.float32).reshape(f.n_points, f.ladder.n)
             x = descriptor_points(s.descriptors, np.arange(f.n_points)).astype(np.float32, copy=False)
-            eb = observables(y, f.ladder, f.volume, f.n_electrons, f.temperature, with_density=False).band_energy
-            return cls(x, y, f.ladder, f.volume, f.n_electrons, f.temperature, len(f.atoms), float(eb))
+            obs = observables(y, f.ladder, f.volume, f.n_electrons, f.temperature)
+            v = cls(
+                x, y, f.ladder, f.volume, f.n_electrons, f.temperature, len(f.atoms), float(obs.band_energy),
+                obs.density, f.atoms, f.shape, f.ecutrho, pseudopotentials,
+            )
+            if pseudopotentials is not None:
+                object.__setattr__(v, "total_energy", v._free_energy(obs))
+            return v
+
+    def _free_energy(self, obs: Any) -> float:
+        from alml.surrogate.total_energy import total_energy
+
+        assert self.atoms is not None and self.shape is not None and self.pseudopotentials is not None
+        terms = total_energy(
+            np.reshape(obs.density, self.shape), self.atoms, obs.band_energy, obs.entropy_term,
+            self.pseudopotentials, self.ecut,
+        )
+        return float(terms.free_energy)
 
     def band_energy_error(self, pred: np.ndarray) -> float:
         """|E_b(pred) − E_b(true)| in meV/atom (NaN when the prediction has no Fermi level)."""
@@ -158,6 +190,30 @@ class ValidationSnapshot:
         except (ValueError, RuntimeError, ArithmeticError):
             return float("nan")
         return abs(eb - self.band_energy) * 1000.0 / max(self.n_atoms, 1)
+
+    def metrics(self, pred: np.ndarray) -> dict[str, float]:
+        """Per-epoch physics metrics of a predicted LDOS (P, n_e): ``val_band_energy_mev_per_atom`` (|ΔE_b|),
+        ``val_density_error_percent`` (:func:`alml.surrogate.metrics.density_error_percent`) and, with
+        pseudopotentials, ``val_total_energy_mev_per_atom`` (|ΔF|); NaN where the prediction has no Fermi level."""
+        nan = float("nan")
+        out = {"val_band_energy_mev_per_atom": nan, "val_density_error_percent": nan}
+        if self.total_energy is not None:
+            out["val_total_energy_mev_per_atom"] = nan
+        try:
+            obs = observables(pred, self.ladder, self.volume, self.n_electrons, self.temperature)
+        except (ValueError, RuntimeError, ArithmeticError):
+            return out
+        out["val_band_energy_mev_per_atom"] = abs(mev_per_atom(obs.band_energy - self.band_energy, self.n_atoms))
+        if self.density is not None:
+            out["val_density_error_percent"] = density_error_percent(obs.density, self.density)
+        if self.total_energy is not None:
+            try:
+                out["val_total_energy_mev_per_atom"] = abs(
+                    mev_per_atom(self._free_energy(obs) - self.total_energy, self.n_atoms)
+                )
+            except (ValueError, RuntimeError, ArithmeticError, FloatingPointError):
+                pass
+        return out
 
 
 class InMemoryPoints:
@@ -279,6 +335,11 @@ def _scalers_from_moments(n: int, sx: Any, sxx: Any, sy: Any, syy: Any, output_s
 PointSource = InMemoryPoints | SlabStream
 
 
+_BEST_KEYS = (
+    "val_loss", "val_band_energy_mev_per_atom", "val_density_error_percent", "val_total_energy_mev_per_atom"
+)
+
+
 def _train_member(
     k: int,
     *,
@@ -288,6 +349,7 @@ def _train_member(
     cfg: LdosModelConfig,
     root: Path | None,
     fingerprint: str,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train member ``k``; return its (float64) state dict and its best metrics."""
     seed = member_seed(cfg.seed, k)
@@ -313,7 +375,7 @@ def _train_member(
             out = net.normalized(vx)
             loss = float(torch.mean((out - vy) ** 2))
             pred = (out * y_std + y_mean).double().numpy()
-        return {"val_loss": loss, "val_band_energy_mev_per_atom": val.band_energy_error(pred)}
+        return {"val_loss": loss, **val.metrics(pred)}
 
     workdir = root / f"member_{k:02d}" if root is not None else None
     state = fit(
@@ -324,6 +386,7 @@ def _train_member(
         cfg.training,
         monitor=cfg.monitor,
         workdir=workdir,
+        callbacks=callbacks,
         fingerprint=f"{fingerprint}-{k}",
     )
     best = state.history[state.best_epoch - 1] if state.best_epoch > 0 else {}
@@ -332,7 +395,7 @@ def _train_member(
         "seed": seed,
         "best_epoch": state.best_epoch,
         "stopped": state.stopped,
-        **{key: best.get(key) for key in ("val_loss", "val_band_energy_mev_per_atom")},
+        **{key: best.get(key) for key in _BEST_KEYS if key in best},
     }
     return {key: v.detach().double().clone() for key, v in net.state_dict().items()}, info
 
@@ -342,13 +405,22 @@ def train_ldos_model(
     validation: Snapshot | str | Path,
     cfg: LdosModelConfig,
     out: str | Path | None = None,
+    *,
+    pseudopotentials: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> LdosModel:
     """Train a committee on ``train`` snapshots, validate on ``validation``; with ``out``, write the model folder
-    there (checkpoints under ``out/training``, so an interrupted call resumes). Returns the (float64) model."""
+    there (checkpoints under ``out/training``, so an interrupted call resumes). Returns the (float64) model.
+
+    ``pseudopotentials`` (element -> UPF path or PseudoData) adds the total-energy error to the per-epoch
+    validation metrics; ``callbacks`` are passed to every member's :func:`alml.nn.fit` (they run in this process,
+    so use them with ``workers: 1``)."""
     from alml.nn.folder import make_provenance
 
     train = [_snapshot(s) for s in train]
-    val = ValidationSnapshot.read(validation)
+    if callbacks and cfg.workers > 1 and cfg.members > 1:
+        raise ValueError("training callbacks run in this process only: set workers: 1 to use them")
+    val = ValidationSnapshot.read(validation, pseudopotentials)
     source: PointSource
     if cfg.streaming:
         source = SlabStream(train, cfg.planes_per_slab, cfg.buffer_slabs)
@@ -370,7 +442,10 @@ def train_ldos_model(
     dataset_hash = sha256_json({"files": files, "n_points": n_points})
     fingerprint = sha256_json({"config": cfg.model_dump(mode="json"), "dataset": dataset_hash})[:16]
     root = Path(out) / TRAINING if out is not None else None
-    fn = partial(_train_member, source=source, val=val, scalers=scalers, cfg=cfg, root=root, fingerprint=fingerprint)
+    fn = partial(
+        _train_member, source=source, val=val, scalers=scalers, cfg=cfg, root=root, fingerprint=fingerprint,
+        callbacks=tuple(callbacks),
+    )
     workers = plan_workers(cfg.members, cfg.threads) if cfg.workers > 1 else 1
     results = run_members(fn, range(cfg.members), workers=min(workers, cfg.workers), threads=cfg.threads)
     members = new_committee(n_in, ladder.n, cfg.network, cfg.members).double()
@@ -400,6 +475,7 @@ def _descriptor_settings(path: Path) -> dict[str, Any] | None:
     with h5py.File(path, "r") as f:
         s = f.attrs.get("settings")
     return json.loads(s) if s is not None else None
+
 
 def training_context(snapshots: Sequence[Snapshot | str | Path]) -> dict[str, Any]:
     """What prediction needs to know about the training snapshots, from their LDOS file headers.
