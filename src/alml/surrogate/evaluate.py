@@ -140,7 +140,7 @@ def snapshot_errors(
     n = len(meta.atoms)
     true_obs, true_f = _observe(truth, meta, pseudopotentials)
     mean_obs, mean_f = _try_observe(members.mean(axis=0), meta, pseudopotentials)
-    per = [_try_observe(m, meta, pseudopotentials) for m in members]
+    per = [(mean_obs, mean_f)] if len(members) == 1 else [_try_observe(m, meta, pseudopotentials) for m in members]
     nan = float("nan")
 
     ref = meta.reference

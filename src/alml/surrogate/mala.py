@@ -112,7 +112,7 @@ class SnapshotInfo:
 def read_qe_output(path: str | Path, temperature: float | None = None) -> SnapshotInfo:
     """Structure, electronic temperature (K), electron count, density cutoff (eV) and QE's reference values
     (eV) from a converged pw.x SCF output. QE's band energy Σ_k w_k Σ_n f(ε_nk) ε_nk needs the eigenvalues in the
-    output; without them it is NaN."""
+    output (pw.x prints them for up to 100 k-points, or with verbosity='high'); without them it is NaN."""
     import ase.io
 
     from alml.dft.parse import parse_pw_output
@@ -135,7 +135,7 @@ def read_qe_output(path: str | Path, temperature: float | None = None) -> Snapsh
         raise ValueError(f"{path}: pw.x output has no Fermi level (smearing run needed)")
     m = re.search(r"charge density cutoff\s*=\s*([0-9.]+)\s*Ry", text)
     ecutrho = float(m.group(1)) * RYDBERG if m else None
-    eig, wk, occ, eband = _band_energy(atoms, out.fermi_level, float(temperature))
+    eig, wk, occ, eband = _band_energy(atoms, out.n_electrons, float(temperature))
     ref = QEReference(
         fermi_level=float(out.fermi_level), band_energy=eband, free_energy=out.free_energy, energy=out.energy,
         n_electrons=out.n_electrons, terms=dict(out.terms), eigenvalues=eig, k_weights=wk, occupations=occ,
@@ -144,7 +144,15 @@ def read_qe_output(path: str | Path, temperature: float | None = None) -> Snapsh
     return SnapshotInfo(plain, float(temperature), out.n_electrons, ecutrho, tuple(out.fft_grid), ref)
 
 
-def _band_energy(atoms: Atoms, mu: float, temperature: float) -> tuple[Any, Any, Any, float]:
+def _band_energy(atoms: Atoms, n_electrons: float, temperature: float) -> tuple[Any, Any, Any, float]:
+    """Eigenvalues (n_k, n_bands) eV, k weights (sum 2), occupations and Σ w f ε (eV) from the output's bands.
+
+    μ is solved from the printed eigenvalues (Σ w f = N_e) rather than taken from the printed Fermi level: both are
+    rounded to 0.1 meV, and the rounded μ leaves ~1e-5 electrons per atom that shift Σ w f ε by ~0.15 meV/atom,
+    where the solved μ reproduces QE's band energy (from its XML) to ~0.01 meV/atom.
+    """
+    from scipy.optimize import brentq
+
     from alml.surrogate.observables import fermi_function
 
     try:
@@ -156,6 +164,13 @@ def _band_energy(atoms: Atoms, mu: float, temperature: float) -> tuple[Any, Any,
     except (AttributeError, IndexError, TypeError, KeyError):
         return None, None, None, float("nan")
     wk = wk * 2.0 / wk.sum()  # spin included: weights sum to 2, as in alml's QEReference
+
+    def excess(mu: float) -> float:
+        return float(np.sum(wk[:, None] * fermi_function(eig, mu, temperature))) - n_electrons
+
+    if not excess(float(eig.min()) - 1.0) < 0 < excess(float(eig.max()) + 1.0):
+        return eig, wk, None, float("nan")  # too few bands printed to hold the electrons
+    mu = brentq(excess, float(eig.min()) - 1.0, float(eig.max()) + 1.0, xtol=1e-12)
     occ = fermi_function(eig, mu, temperature)
     return eig, wk, occ, float(np.sum(wk[:, None] * occ * eig))
 
