@@ -82,6 +82,9 @@ def _close(a: float, b: float, rel: float) -> bool:
 
 def test_chunked_equals_unchunked(model: LdosModel, base: Prediction) -> None:
     small = predict(cell(), model, PredictConfig(max_points_per_chunk=2 * 81, batch_points=50))
+    auto = predict(cell(), model, PredictConfig(descriptor_memory_mb=0.05))  # auto: 1-plane slabs
+    assert np.allclose(auto.dos_members, base.dos_members, rtol=1e-10, atol=0)
+    assert _close(auto.free_energy.value, base.free_energy.value, 1e-10)
     assert small.grid_shape == base.grid_shape == SHAPE
     assert np.allclose(small.dos_members, base.dos_members, rtol=1e-10, atol=0)
     assert np.allclose(small.density, base.density, rtol=1e-10, atol=1e-14)
@@ -93,7 +96,7 @@ def test_chunked_equals_unchunked(model: LdosModel, base: Prediction) -> None:
 
 def test_matches_the_whole_cell_route(model: LdosModel, base: Prediction) -> None:
     """Streaming prediction = predict_members on the whole grid, then energies_from_ldos on the mean LDOS."""
-    x = on_grid(cell(), SETTINGS, SHAPE)
+    x = on_grid(cell(), SETTINGS, SHAPE, dtype=np.float32)  # as PredictConfig.cache_dtype
     pm = predict_members(model, x)  # (M, nx, ny, nz, n_e)
     vol = cell().get_volume()
     dos_m = pm.reshape(len(pm), -1, LADDER.n).sum(axis=1) * vol / x[..., 0].size

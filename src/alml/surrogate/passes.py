@@ -49,7 +49,8 @@ def dos_pass(
     k = ctx.settings.n_components
     if model.n_in != k:
         raise ValueError(f"the model takes {model.n_in} descriptor components but its settings give {k}")
-    desc = cache.create_dataset("descriptors", shape=(nx, ny, nz, k), dtype=np.float64, chunks=(nx, ny, 1, k))
+    dtype = np.dtype(config.cache_dtype)
+    desc = cache.create_dataset("descriptors", shape=(nx, ny, nz, k), dtype=dtype, chunks=(nx, ny, 1, k))
     sums = np.zeros((model.n_members, model.n_out))
     slabs = iter_grid_slabs(
         atoms, ctx.settings, ctx.shape, workers=config.workers,
@@ -62,9 +63,10 @@ def dos_pass(
         if slab is None:
             break
         t0 = time.perf_counter()
-        desc[:, :, slab.k0 : slab.k1] = slab.values
+        x = slab.values.astype(dtype, copy=False)  # the network sees what pass 2 reads back
+        desc[:, :, slab.k0 : slab.k1] = x
         timings["io"] += time.perf_counter() - t0
-        x = slab.values.reshape(-1, k)
+        x = x.reshape(-1, k)
         for b0 in range(0, len(x), config.batch_points):
             t0 = time.perf_counter()
             y = members_ldos(model, x[b0 : b0 + config.batch_points])

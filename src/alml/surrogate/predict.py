@@ -9,10 +9,11 @@
 2. **Fermi level, band energy, −TS** of every member's DOS and of the committee-mean DOS, from the electron
    count Σ Z_v of the pseudopotentials (:mod:`alml.surrogate.observables`, kernel-aware by default).
 3. **Density (pass 2).** n(r) = Σ_j c_j(μ) d_j(r) needs μ, known only after pass 1, so the LDOS is needed
-   twice. The descriptors of pass 1 are *cached* (float64, in a temporary HDF5 file in ``scratch``, else in
-   the output folder, else the system's temp folder; deleted at the end) and pass 2 re-runs only the network.
+   twice. The descriptors of pass 1 are *cached* (``cache_dtype``, float32 by default like the training
+   files, in a temporary HDF5 file in ``scratch``, else in the output folder, else the system's temp folder;
+   deleted at the end) and pass 2 re-runs only the network; both passes feed the network the cached values.
    Why cache rather than recompute: the bispectrum costs ~1 ms per grid point at 2J = 10 on two cores, the
-   network a few µs; the cache is K·8 bytes per point (0.7 kB at K = 91), far smaller than the LDOS of all
+   network a few µs; the cache is 4·K bytes per point (0.36 kB at K = 91), far smaller than the LDOS of all
    members (M·n_e·8 bytes: 9 kB at M = 4, n_e = 270), which is never stored. The densities of every member
    and of the mean LDOS go to the same cache file, slab by slab.
 4. **Total energy** (Harris–Foulkes, :func:`alml.surrogate.total_energy.total_energy`: FFT Hartree, libxc
@@ -29,6 +30,7 @@ Units: eV, Å, K; DOS in states/eV, density in electrons/Å³.
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import tempfile
@@ -41,13 +43,15 @@ from typing import Any, Literal
 
 import numpy as np
 from ase import Atoms
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from alml.config import Config
 from alml.data.grids import EnergyLadder
 from alml.surrogate.observables import Method
 from alml.surrogate.passes import density_pass, dos_pass, energies, members_observables
 from alml.surrogate.prediction_io import prediction_summary, write_prediction
+
+log = logging.getLogger(__name__)
 
 #: energy terms of :class:`alml.surrogate.total_energy.EnergyTerms`, in its order
 TERMS: tuple[str, ...] = (
@@ -58,15 +62,25 @@ TERMS: tuple[str, ...] = (
 class PredictConfig(Config):
     """How :func:`predict` computes and what it writes."""
 
-    max_points_per_chunk: int | None = Field(
-        131072, ge=1, description="grid points per descriptor slab (raised to one k-plane); None: whole grid"
+    max_points_per_chunk: int | Literal["auto"] | None = Field(
+        "auto",
+        description="grid points per descriptor slab (raised to one k-plane); None: the whole grid in one go; "
+        "auto: the whole grid if it fits descriptor_memory_mb, else the thickest slabs that do",
+    )
+    descriptor_memory_mb: float = Field(
+        4096.0, gt=0, description="auto chunking: memory for one slab's descriptors, LAMMPS's copy and pad included"
+    )
+    cache_dtype: Literal["float32", "float64"] = Field(
+        "float32", description="descriptors as cached and as the network sees them (training files are float32)"
     )
     batch_points: int = Field(8192, ge=1, description="grid points per network batch")
     workers: int = Field(1, ge=1, description="MPI ranks for the descriptors")
     threads: int | None = Field(None, ge=1, description="torch threads (None: leave as set)")
     temperature: float | None = Field(None, gt=0, description="electronic temperature, K; None: the training one")
     ecutrho: float | None = Field(None, gt=0, description="density cutoff, Ry; None: the training data's")
-    grid_shape: tuple[int, int, int] | None = Field(None, description="override the grid (else QE's for ecutrho)")
+    grid_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        None, description="override the grid (else QE's FFT grid for ecutrho)"
+    )
     method: Method = "kernel"
     pseudopotentials: dict[str, str] = Field(
         default_factory=dict, description="element -> UPF path; default the built-in (checked against training)"
@@ -190,9 +204,8 @@ def predict(
     scratch = config.scratch or (str(out) if out is not None else None)
     if scratch is not None:
         Path(scratch).mkdir(parents=True, exist_ok=True)
-    nx, ny, nz = ctx.shape
-    per_slab = nx * ny * nz if config.max_points_per_chunk is None else max(config.max_points_per_chunk, nx * ny)
-    n_slabs = math.ceil(nx * ny * nz / per_slab)
+    per_slab = slab_points(atoms, ctx.settings, ctx.shape, config)
+    n_slabs = math.ceil(int(np.prod(ctx.shape)) / per_slab)
     with (
         tempfile.TemporaryDirectory(dir=scratch, prefix=".alml-predict-") as tmp,
         h5py.File(Path(tmp) / "cache.h5", "w") as cache,
@@ -231,6 +244,39 @@ def predict(
     return pred
 
 
+def slab_points(atoms: Atoms, settings: Any, shape: tuple[int, int, int], config: PredictConfig) -> int:
+    """Grid points per descriptor slab (a whole number of k-planes, at least one).
+
+    A slab thinner than the grid is computed in a window padded by the descriptor cutoff on both sides
+    (:mod:`alml.descriptors.grid`): ``pad`` ≈ cutoff / layer spacing layers each side (≈ 39 at 4.68 Å and
+    160 Ry), so thin slabs cost (t + 2·pad)/t more. ``auto`` takes the whole grid when its rows
+    (≈ 3K + 6 doubles per point: LAMMPS's array, its kept rows and the slab) fit ``descriptor_memory_mb``,
+    else the thickest slab whose padded window fits (never less than one plane), with a warning when the
+    padding more than doubles the descriptor cost.
+    """
+    nx, ny, nz = shape
+    total = nx * ny * nz
+    if config.max_points_per_chunk is None:
+        return total
+    if config.max_points_per_chunk != "auto":
+        return min(total, max(int(config.max_points_per_chunk), nx * ny))
+    plane = nx * ny * (3 * settings.n_components + 6) * 8.0
+    budget = config.descriptor_memory_mb * 2**20
+    if nz * plane <= budget:
+        return total
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[0], cell[1]))
+    pad = math.ceil(settings.max_cutoff * nz / height) + 1
+    t = min(nz, max(1, int(budget // plane) - 2 * pad))
+    if t < nz and (t + 2 * pad) > 2 * t:
+        log.warning(
+            "descriptor slabs of %d k-planes with %d padding planes each side cost %.1fx the unpadded work: "
+            "raise descriptor_memory_mb (%.0f MB now) for thicker slabs", t, pad, (t + 2 * pad) / t,
+            config.descriptor_memory_mb,
+        )
+    return nx * ny * t
+
+
 def _peak_rss(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0  # Linux: kB
 
@@ -262,7 +308,10 @@ def _context(atoms: Atoms, model: Any, config: PredictConfig) -> _Context:
             "(for a molecule or surface, add vacuum with atoms.center(vacuum=...))"
         )
     if model.descriptor_settings is None:
-        raise ValueError("the model does not record its descriptor settings: retrain it with alml >= this version")
+        raise ValueError(
+            "the model does not record its descriptor settings (model.json 'descriptors'), so its inputs cannot be "
+            "computed: retrain it from snapshots whose descriptors.h5 records its settings"
+        )
     settings = BispectrumSettings.model_validate(model.descriptor_settings)
     td = training_data(model)
     known = set(td.get("elements") or settings.symbols)
