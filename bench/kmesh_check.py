@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         if o.status == "failed":
             print(f"{a.info.get('candidate')}: failed: {o.error}", file=sys.stderr)
             continue
-        from alml.dft.tasks import label as _label  # reuse: result is finished, this only reads it
         from alml.dft.settings import PwProfile
+        from alml.dft.tasks import label as _label  # reuse: result is finished, this only reads it
 
         r = _label(a, coarse, PwProfile(), args.root / f"k{args.kspacing}")
         n = len(a)

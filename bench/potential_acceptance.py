@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test: E RMSE {m['e_rmse']:.2f} meV/atom (MAE {m['e_mae']:.2f}); F RMSE {m['f_rmse']:.4f} eV/Å "
           f"(MAE {m['f_mae']:.4f})")
     for c, row in by_cat.items():
-        print(f"  {c:13s} n={row['n']:3d}  E {row['e_rmse_mev']:7.2f} meV/atom  F {row.get('f_rmse', float('nan')):.4f}")
+        f_rmse = row.get("f_rmse", float("nan"))
+        print(f"  {c:13s} n={row['n']:3d}  E {row['e_rmse_mev']:7.2f} meV/atom  F {f_rmse:.4f} eV/Å")
     print(f"Spearman(energy_std, |E error|) = {rho:.3f} (p {p_rho:.2g}); "
           f"Spearman(force std, force RMSE) = {rho_f:.3f} (p {p_rho_f:.2g})")
     print(f"fcc a0: model {nn.lattice_constant(4):.4f} Å vs QE {qe.lattice_constant(4):.4f}; "
