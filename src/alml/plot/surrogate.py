@@ -125,3 +125,36 @@ def hpo_history_figure(
 
 
 __all__ = ["density_slices_figure", "dos_figure", "hpo_history_figure", "snapshot_errors_figure"]
+
+
+def prediction_figure(
+    energies: np.ndarray,
+    dos: np.ndarray,
+    dos_std: np.ndarray,
+    density: np.ndarray | None = None,
+    fermi_level: float | None = None,
+    axis: int = 2,
+    title: str = "",
+) -> Figure:
+    """A prediction without a DFT reference: DOS (committee mean ± std, states/eV) against energy (eV) with the
+    Fermi level dashed, and, when given, the density (nx, ny, nz) in 1/Å³ on the middle grid plane normal to
+    ``axis``."""
+    e, p, s = (np.asarray(v, dtype=float) for v in (energies, dos, dos_std))
+    fig, axes = plt.subplots(1, 2 if density is not None else 1, figsize=(10.0 if density is not None else 5.4, 3.6),
+                             layout="constrained", squeeze=False)
+    ax = axes[0][0]
+    ax.plot(e, p, "C0-", lw=1.0, label="ML (committee mean)")
+    ax.fill_between(e, p - s, p + s, color="C0", alpha=0.3, lw=0, label="± committee std")
+    if fermi_level is not None and np.isfinite(fermi_level):
+        ax.axvline(fermi_level, color="0.4", ls="--", lw=0.8, label=f"Fermi level {fermi_level:.3f} eV")
+    ax.set(xlabel="energy (eV)", ylabel="DOS (states/eV)", title=title or None)
+    ax.legend(fontsize=7)
+    if density is not None:
+        d = np.asarray(density, dtype=float)
+        sl = np.take(d, d.shape[axis] // 2, axis=axis)
+        im = axes[0][1].imshow(sl.T, origin="lower", cmap="viridis")
+        names = [c for k, c in enumerate("xyz") if k != axis]
+        axes[0][1].set(xlabel=f"{names[0]} (grid index)", ylabel=f"{names[1]} (grid index)",
+                       title=f"density, middle {'xyz'[axis]} plane")
+        fig.colorbar(im, ax=axes[0][1], label="electrons/Å³")
+    return fig
