@@ -9,6 +9,11 @@ The model and training API is exported lazily (importing :mod:`alml.surrogate.ob
   under another name because the submodule ``predict`` would shadow it) -> :class:`Prediction`,
   :class:`PredictConfig`, :class:`Estimate`, :func:`write_prediction`; :class:`LdosCalculator` (ASE: energy and
   free energy, no forces)
+- :func:`evaluate_model` (held-out snapshots: band/total energy meV/atom, density %, Fermi level, with committee
+  std) -> :class:`Evaluation`; :func:`write_evaluation`
+- :class:`HpoConfig`, :func:`run_hpo` (Optuna, study in SQLite by default)
+- :class:`MalaImportConfig`, :func:`import_mala_snapshot`, :func:`import_mala_dataset`,
+  :func:`export_mala_snapshot` (MALA's .in.npy / .out.npy layout)
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ _LAZY = {
     "predict_structure": "alml.surrogate.predict",
     "write_prediction": "alml.surrogate.predict",
     "LdosCalculator": "alml.surrogate.calculator",
+    "Evaluation": "alml.surrogate.evaluate",
+    "evaluate_model": "alml.surrogate.evaluate",
+    "write_evaluation": "alml.surrogate.evaluate",
+    "HpoConfig": "alml.surrogate.hpo",
+    "run_hpo": "alml.surrogate.hpo",
+    "MalaImportConfig": "alml.surrogate.mala",
+    "export_mala_snapshot": "alml.surrogate.mala",
+    "import_mala_dataset": "alml.surrogate.mala",
+    "import_mala_snapshot": "alml.surrogate.mala",
 }
 
 __all__ = sorted(_LAZY)
