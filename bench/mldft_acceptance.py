@@ -1,0 +1,400 @@
+"""ML-DFT acceptance run of issue #4: train an LDOS committee on the dataset of bench/build_ldos_dataset.py, test it
+per condition and on the 108-atom cell against pw.x, and report band/total energy (meV/atom) and density (%) errors.
+
+From the repository root, once ``bench/build_ldos_dataset.py`` has finished (``--status`` says so)::
+
+    nohup nice -n 10 .venv/bin/python bench/mldft_acceptance.py > /dev/null 2>&1 &   # log: <out>/acceptance.log
+    .venv/bin/python bench/mldft_acceptance.py --tiny                                   # smoke test (runs/ldos_tiny)
+
+Steps (each resumable: training continues from its checkpoints, a finished model folder is reused when it holds
+the same config; ``--retrain`` starts over):
+
+1. **Data**: ``<data>/dataset.json``: snapshot folders (``ldos.h5`` + ``descriptors.h5``) by split and condition,
+   linked as ``<out>/snapshots/<condition>-<k>`` so rows and plots carry readable names.
+2. **Train** (:func:`alml.surrogate.train_ldos_model`) on the ``train`` snapshots, best epoch on the ``validation``
+   one (both count towards the issue's "at most 8"), config ``--config`` (examples/ldos_al.yaml), model in
+   ``<out>/model``; the per-epoch validation includes the total-energy error (pseudopotential given).
+3. **Test per condition** (:func:`alml.surrogate.evaluate_model`, ``<out>/eval/<condition>/``): committee-mean LDOS
+   → band energy, Harris–Foulkes free energy, Fermi level vs QE's own numbers; density vs the true LDOS's; committee
+   spreads; DOS and density-slice plots. Also, as diagnostics for "what limits it": the same on the training and
+   validation snapshots (``<out>/eval/fit``: in-sample error, i.e. capacity vs generalisation) and the **floor** of
+   each test snapshot — the observables of its *true* LDOS against QE (ladder and quadrature error; no ML).
+4. **Large cell** (:func:`alml.surrogate.predict`, ``<out>/large/``): the 108-atom 933 K frame at its temperature;
+   band energy, free energy and Fermi level against its pw.x SCF, density against QE's SCF density (read from
+   ``charge-density.dat`` by the builder), DOS against QE's eigenvalues broadened with the ladder's kernel (drawn only
+   where the SCF's bands are complete).
+5. **Report**: ``<out>/acceptance.json`` (every row, per-condition MAE/max, milestone flags, timings, definitions) and
+   ``<out>/acceptance.md`` (tables), ``<out>/errors.png`` (all test snapshots and the large cell).
+
+Definitions (as :mod:`alml.surrogate.evaluate`): energy errors signed, 1000 (E_ML − E_QE)/N in meV/atom, E_ML of the
+committee-mean LDOS; density error 100 ∫|n_ML − n_ref| / ∫ n_ref in %; committee std (ddof 1) over members' values.
+Milestone: every test snapshot and the large cell within 5 meV/atom in |band| and |total| energy; goal: within 1.
+
+Cost on this 2-core machine (examples/ldos_al.yaml): training 2–5 h (4 members, 1 thread each, one after another),
+evaluation ~1–2 min per 32-atom snapshot (14: 6 test + 8 fit, plus the cheap floors), prediction of the 108-atom
+cell ~10–15 min (descriptors of 96³ = 0.9 M grid points at 2J = 10, two network passes): ~3–6 h in all. Memory: up
+to ~5 GB while evaluating a liquid snapshot (72³ points x 291 energies x 4 members in float64), ~2–3 GB for the
+prediction. Smoke test (``--tiny``: 2 members of (32, 32), 40 epochs, on the tiny dataset): 74 s in all (training
+51 s, evaluation 13 s, 8-atom prediction 5 s), peak memory 0.6 GB; its errors are meaningless (2J = 2, two 4-atom
+training cells), it proves the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("mldft_acceptance")
+
+MILESTONE_MEV = 5.0
+GOAL_MEV = 1.0
+#: smoke-test overrides of the model config (--tiny)
+TINY_MODEL = {"network": {"hidden": [32, 32], "activation": "relu"}, "members": 2, "points_per_snapshot": None,
+              "batch_size": 256, "training": {"epochs": 40, "lr": 0.003, "patience": 15, "plateau_patience": 5}}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tiny", action="store_true", help="smoke test on runs/ldos_tiny with a tiny committee")
+    p.add_argument("--data", type=Path, default=None, help="builder root (default runs/ldos_v1; tiny runs/ldos_tiny)")
+    p.add_argument("--config", type=Path, default=REPO / "examples" / "ldos_al.yaml", help="LdosModelConfig YAML")
+    p.add_argument("--out", type=Path, default=None, help="default runs/mldft_acceptance (tiny: <data>/acceptance)")
+    p.add_argument("--ranks", type=int, default=1, help="MPI ranks for the large cell's descriptors")
+    p.add_argument("--retrain", action="store_true", help="delete the model folder and train anew")
+    p.add_argument("--no-plots", action="store_true")
+    args = p.parse_args(argv)
+    args.data = (args.data or REPO / "runs" / ("ldos_tiny" if args.tiny else "ldos_v1")).resolve()
+    args.out = (args.out or (args.data / "acceptance" if args.tiny else REPO / "runs" / "mldft_acceptance")).resolve()
+    return args
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def snapshot_groups(data: Path, out: Path) -> dict[str, Any]:
+    """Finished snapshots of the builder's manifest, linked as ``<out>/snapshots/<condition>-<k>``:
+    {"train": [dir], "validation": [dir], "test": {condition: [dir]}, "large": record or None,
+    "candidates": {link name: candidate}}."""
+    manifest = json.loads((data / "dataset.json").read_text())
+    links = out / "snapshots"
+    links.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, Any] = {"train": [], "validation": [], "test": {}, "large": None, "candidates": {}}
+    for cand, rec in sorted(manifest["snapshots"].items()):
+        if rec.get("status") != "done":
+            continue
+        if rec["split"] == "large":
+            groups["large"] = {**rec, "candidate": cand}
+            continue
+        link, target = links / cand.replace("/", "-"), data / rec["folder"]
+        if link.is_symlink() and link.resolve() != target.resolve():
+            link.unlink()  # the dataset was rebuilt elsewhere
+        if not link.exists():
+            link.symlink_to(target, target_is_directory=True)
+        groups["candidates"][link.name] = cand
+        if rec["split"] == "test":
+            groups["test"].setdefault(rec["condition"], []).append(link)
+        else:
+            groups[rec["split"]].append(link)
+    if not groups["train"] or not groups["validation"]:
+        raise SystemExit(f"{data}: needs at least one finished train and one validation snapshot "
+                         f"(have {len(groups['train'])} and {len(groups['validation'])}): run build_ldos_dataset.py")
+    return groups
+
+
+# --- model ----------------------------------------------------------------------------------------
+
+
+def model_config(path: Path, tiny: bool) -> Any:
+    from alml.config import load_config, parse_config
+    from alml.surrogate.model import LdosModelConfig
+
+    cfg = load_config(LdosModelConfig, path)
+    if tiny:
+        data = cfg.model_dump(mode="json")
+        for key, value in TINY_MODEL.items():
+            data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        cfg = parse_config(LdosModelConfig, data, "tiny overrides")
+    return cfg
+
+
+def train_or_load(groups: dict[str, Any], cfg: Any, out: Path, retrain: bool) -> tuple[Any, float]:
+    """The committee in ``out`` (reused when it holds ``cfg``) or a newly trained one; and the training seconds."""
+    import shutil
+
+    from alml.dft.pseudo import pseudopotential
+    from alml.surrogate import train_ldos_model
+    from alml.surrogate.model import is_ldos_model_folder, load_ldos_model
+
+    if retrain:
+        shutil.rmtree(out, ignore_errors=True)
+    timing = out.parent / "training_time.json"
+    if is_ldos_model_folder(out):
+        model = load_ldos_model(out)
+        if model.config.model_dump(mode="json") != cfg.model_dump(mode="json"):
+            raise SystemExit(f"{out} holds a model of another config: pass --retrain (deletes it) or another --out")
+        log.info("reusing the trained committee in %s", out)
+        return model, float(json.loads(timing.read_text())["seconds"]) if timing.is_file() else float("nan")
+    t0 = time.perf_counter()
+    log.info("training %d members on %d snapshots (validation %s)", cfg.members, len(groups["train"]),
+             groups["validation"][0].name)
+    model = train_ldos_model(groups["train"], groups["validation"][0], cfg, out,
+                             pseudopotentials={"Al": pseudopotential("Al")})
+    seconds = time.perf_counter() - t0  # of this call: a resumed training counts only its last part
+    timing.write_text(json.dumps({"seconds": seconds}))
+    return model, seconds
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+def floor_row(snapshot: Path) -> dict[str, float]:
+    """Observables of the snapshot's *true* LDOS against QE (meV/atom, meV): the error with a perfect network."""
+    from alml.data.grids import read_ldos_h5
+    from alml.dft.pseudo import pseudopotential
+    from alml.surrogate.total_energy import energies_from_ldos
+
+    truth, meta = read_ldos_h5(snapshot / "ldos.h5")
+    obs, terms = energies_from_ldos(truth.astype(np.float64), meta.ladder, meta.atoms, meta.temperature,
+                                    meta.n_electrons, {"Al": pseudopotential("Al")}, meta.ecutrho)
+    ref, n = meta.reference, len(meta.atoms)
+    return {"floor_band_mev_per_atom": 1000.0 * (obs.band_energy - ref.band_energy) / n,
+            "floor_total_mev_per_atom": 1000.0 * (terms.free_energy - ref.free_energy) / n,
+            "floor_fermi_mev": 1000.0 * (obs.fermi_level - ref.fermi_level)}
+
+
+def evaluate_groups(model: Any, groups: dict[str, Any], out: Path, plots: bool) -> dict[str, Any]:
+    """evaluate_model per test condition (with each snapshot's floor) and on the fit (train + validation) set."""
+    from dataclasses import asdict
+
+    from alml.surrogate import evaluate_model
+
+    result: dict[str, Any] = {}
+    for cond, dirs in sorted(groups["test"].items()):
+        t0 = time.perf_counter()
+        ev = evaluate_model(model, dirs, out / "eval" / cond, plots=plots)
+        rows = []
+        for d, r in zip(dirs, ev.rows):
+            rows.append({**asdict(r), **floor_row(d), "candidate": groups["candidates"][d.name]})
+        result[cond] = {"rows": rows, "summary": ev.summary, "wall_s": time.perf_counter() - t0}
+        log.info("%s: |band| MAE %.3f, |total| MAE %.3f meV/atom, density %.3f %%", cond,
+                 ev.summary["band_energy_error_mev_per_atom_mae"], ev.summary["total_energy_error_mev_per_atom_mae"],
+                 ev.summary["density_error_percent_mae"])
+    fit_dirs = groups["train"] + groups["validation"]
+    ev = evaluate_model(model, fit_dirs, out / "eval" / "fit", plots=False)
+    result["fit (train + validation)"] = {
+        "rows": [{**asdict(r), "candidate": groups["candidates"][d.name]} for d, r in zip(fit_dirs, ev.rows)],
+        "summary": ev.summary,
+    }
+    return result
+
+
+def reference_dos(energies: np.ndarray, ladder: Any, eigenvalues: np.ndarray, k_weights: np.ndarray,
+                  complete_below: float) -> np.ndarray:
+    """DOS (states/eV) that a complete LDOS on ``ladder`` would integrate to: Σ_k w_k Σ_n K_σ(E − ε_nk), with the
+    ladder's kernel; NaN where states above the SCF's highest complete band would contribute (9 widths)."""
+    from alml.surrogate.observables import broadening_kernel
+
+    d = np.zeros(len(energies))
+    for w, eps in zip(k_weights, eigenvalues):
+        d += w * broadening_kernel(energies[:, None] - eps[None, :], ladder.broadening, ladder.kernel).sum(axis=1)
+    d[energies > complete_below - 9.0 * ladder.broadening] = np.nan
+    return d
+
+
+def large_row(model: Any, data: Path, rec: dict[str, Any], out: Path, ranks: int, plots: bool) -> dict[str, Any]:
+    """Predict the large cell and compare with its pw.x reference (row in evaluate's units)."""
+    from ase.io import read
+
+    from alml.surrogate.metrics import density_error_percent
+    from alml.surrogate.predict import PredictConfig, predict
+
+    ref_dir = data / rec["folder"]
+    ref = json.loads((ref_dir / "reference.json").read_text())
+    arrays = np.load(ref_dir / "reference.npz")
+    cands = read(data / "candidates.extxyz", index=":")
+    atoms = next(a for a in cands if a.info["candidate"] == rec["candidate"])
+    if not np.allclose(atoms.positions, arrays["positions"], atol=1e-6):
+        raise ValueError(f"{ref_dir}: the reference was computed for other positions than {rec['candidate']}")
+    n = len(atoms)
+    t0 = time.perf_counter()
+    pred = predict(atoms, model, PredictConfig(temperature=ref["temperature"], workers=ranks, threads=1),
+                   out=out / "large")
+    wall = time.perf_counter() - t0
+    density = arrays["density"]
+    if tuple(pred.grid_shape) != density.shape:
+        raise ValueError(f"prediction grid {pred.grid_shape} differs from pw.x's FFT grid {density.shape}")
+    row = {
+        "name": "large", "candidate": rec["candidate"], "n_atoms": n, "reference": "qe (pw.x SCF of this cell)",
+        "band_energy_error_mev_per_atom": 1000.0 * (pred.band_energy.value - ref["qe_band_energy"]) / n,
+        "band_energy_std_mev_per_atom": 1000.0 * pred.band_energy.std / n,
+        "total_energy_error_mev_per_atom": 1000.0 * (pred.free_energy.value - ref["qe_free_energy"]) / n,
+        "total_energy_std_mev_per_atom": 1000.0 * pred.free_energy.std / n,
+        "density_error_percent": density_error_percent(pred.density, density),
+        "density_std_percent": float("nan"),  # predict keeps the committee-mean density only
+        "fermi_level_error_mev": 1000.0 * (pred.fermi_level.value - ref["qe_fermi_level"]),
+        "fermi_level_std_mev": 1000.0 * pred.fermi_level.std,
+        "band_energy": pred.band_energy.value, "band_energy_ref": ref["qe_band_energy"],
+        "total_energy": pred.free_energy.value, "total_energy_ref": ref["qe_free_energy"],
+        "fermi_level": pred.fermi_level.value, "fermi_level_ref": ref["qe_fermi_level"],
+        "temperature": ref["temperature"], "grid": list(pred.grid_shape), "predict_wall_s": wall,
+        "predict_timings_s": dict(pred.timings), "qe_wall_scf_s": ref.get("wall_scf_s"),
+        "qe_n_kpoints": ref.get("n_kpoints"),
+    }
+    if plots:
+        import matplotlib.pyplot as plt
+
+        from alml.plot.surrogate import density_slices_figure, dos_figure
+
+        e = pred.energies
+        dft = reference_dos(e, pred.ladder, arrays["eigenvalues"], arrays["k_weights"], ref["complete_below"])
+        figs = {"dos_large.png": dos_figure(e, dft, pred.dos, pred.dos_std, ref["qe_fermi_level"],
+                                            title=f"{rec['candidate']} ({n} atoms): DFT from pw.x eigenvalues"),
+                "density_large.png": density_slices_figure(pred.density, density,
+                                                           title=f"{rec['candidate']} vs pw.x SCF density")}
+        for name, fig in figs.items():
+            fig.savefig(out / "large" / name, dpi=120)
+            plt.close(fig)
+    return row
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:+.{digits}f}"
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Largest |band| and |total| energy error (meV/atom) over ``rows`` and the milestone/goal flags."""
+    worst = max(max(abs(r["band_energy_error_mev_per_atom"]), abs(r["total_energy_error_mev_per_atom"]))
+                if math.isfinite(r["total_energy_error_mev_per_atom"]) else math.inf for r in rows)
+    return {"worst_energy_error_mev_per_atom": worst, f"milestone_{MILESTONE_MEV:g}_mev": worst <= MILESTONE_MEV,
+            f"goal_{GOAL_MEV:g}_mev": worst <= GOAL_MEV}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    head = ("| snapshot | condition | N | ΔE_band (meV/atom) | ΔF total (meV/atom) | density error (%) | Δμ (meV) "
+            "| committee std band / total (meV/atom) | floor band / total (meV/atom) |")
+    lines = [
+        "# ML-DFT acceptance (issue #4)", "",
+        f"Data: `{report['data']}`; model: `{report['model']}` ({report['model_config']['members']} members, hidden "
+        f"{report['model_config']['network']['hidden']}, {report['model_config']['network']['activation']}); "
+        f"trained on {len(report['train'])} snapshots, best epoch on `{report['validation']}`.",
+        "Errors: ML − pw.x, signed, committee-mean LDOS; density vs the true LDOS (training-size cells) or pw.x's "
+        "SCF density (large cell). Floor: the true LDOS's own observables vs pw.x (no ML).", "", head,
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cond, block in report["test"].items():
+        for r in block["rows"]:
+            lines.append(
+                f"| {r['candidate']} | {cond} | {r['n_atoms']} | {_f(r['band_energy_error_mev_per_atom'])} | "
+                f"{_f(r['total_energy_error_mev_per_atom'])} | {r['density_error_percent']:.3f} | "
+                f"{_f(r['fermi_level_error_mev'], 1)} | {r['band_energy_std_mev_per_atom']:.3f} / "
+                f"{r['total_energy_std_mev_per_atom']:.3f} | {_f(r['floor_band_mev_per_atom'])} / "
+                f"{_f(r['floor_total_mev_per_atom'])} |")
+    lg = report.get("large")
+    if lg:
+        lines.append(
+            f"| {lg['candidate']} | large ({lg['temperature']:g} K) | {lg['n_atoms']} | "
+            f"{_f(lg['band_energy_error_mev_per_atom'])} | {_f(lg['total_energy_error_mev_per_atom'])} | "
+            f"{lg['density_error_percent']:.3f} | {_f(lg['fermi_level_error_mev'], 1)} | "
+            f"{lg['band_energy_std_mev_per_atom']:.3f} / {lg['total_energy_std_mev_per_atom']:.3f} | n/a |")
+    lines += ["", "| group | snapshots | MAE band | max band | MAE total | max total | MAE density (%) |",
+              "|---|---|---|---|---|---|---|"]
+    for cond, block in {**report["test"], **report["fit"]}.items():
+        s = block["summary"]
+        lines.append(
+            f"| {cond} | {int(s['snapshots'])} | {s['band_energy_error_mev_per_atom_mae']:.3f} | "
+            f"{s['band_energy_error_mev_per_atom_max']:.3f} | {s['total_energy_error_mev_per_atom_mae']:.3f} | "
+            f"{s['total_energy_error_mev_per_atom_max']:.3f} | {s['density_error_percent_mae']:.3f} |")
+    v = report["verdict"]
+    lines += ["", f"Worst |energy error| over the test snapshots and the large cell: "
+              f"**{v['worst_energy_error_mev_per_atom']:.3f} meV/atom** — milestone (≤ {MILESTONE_MEV:g}): "
+              f"{'met' if v[f'milestone_{MILESTONE_MEV:g}_mev'] else 'not met'}; goal (≤ {GOAL_MEV:g}): "
+              f"{'met' if v[f'goal_{GOAL_MEV:g}_mev'] else 'not met'}.",
+              f"Wall time: training {report['timings_s']['train']:.0f} s, evaluation "
+              f"{report['timings_s']['evaluate']:.0f} s, large-cell prediction {report['timings_s']['large']:.0f} s.",
+              ""]
+    return "\n".join(lines)
+
+
+def errors_plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from alml.plot.surrogate import snapshot_errors_figure
+
+    rows = [r for block in report["test"].values() for r in block["rows"]]
+    if report.get("large"):
+        rows.append(report["large"])
+    fig = snapshot_errors_figure(
+        [r["candidate"] for r in rows], [r["band_energy_error_mev_per_atom"] for r in rows],
+        [r["band_energy_std_mev_per_atom"] for r in rows], [r["total_energy_error_mev_per_atom"] for r in rows],
+        [r["total_energy_std_mev_per_atom"] for r in rows], title="ML − pw.x per test snapshot (bars: committee std)")
+    ax = fig.axes[0]
+    for y in (-MILESTONE_MEV, MILESTONE_MEV):
+        ax.axhline(y, color="0.5", ls=":", lw=0.8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(args.out / "acceptance.log"), logging.StreamHandler(sys.stdout)],
+    )
+    from alml.runtime import set_threads
+
+    set_threads(1)
+    from alml.io import atomic_write_json, atomic_write_text
+    from alml.surrogate.evaluate import DEFINITIONS
+
+    groups = snapshot_groups(args.data, args.out)
+    for cond, dirs in groups["test"].items():
+        if len(dirs) < 2:
+            log.warning("%s has %d finished test snapshot(s); the issue asks for at least 2", cond, len(dirs))
+    cfg = model_config(args.config, args.tiny)
+    model, t_train = train_or_load(groups, cfg, args.out / "model", args.retrain)
+    t0 = time.perf_counter()
+    ev = evaluate_groups(model, groups, args.out, plots=not args.no_plots)
+    t_eval = time.perf_counter() - t0
+    fit = {k: ev.pop(k) for k in list(ev) if k.startswith("fit")}
+    large = None
+    t0 = time.perf_counter()
+    if groups["large"] is not None:
+        large = large_row(model, args.data, groups["large"], args.out, args.ranks, plots=not args.no_plots)
+        log.info("large: band %+.3f, total %+.3f meV/atom, density %.3f %%", large["band_energy_error_mev_per_atom"],
+                 large["total_energy_error_mev_per_atom"], large["density_error_percent"])
+    else:
+        log.warning("no finished large-cell reference in %s: the large-cell row is missing", args.data)
+    rows = [r for block in ev.values() for r in block["rows"]] + ([large] if large else [])
+    report = {
+        "data": str(args.data), "model": str(args.out / "model"), "model_config": cfg.model_dump(mode="json"),
+        "train": [groups["candidates"][d.name] for d in groups["train"]],
+        "validation": groups["candidates"][groups["validation"][0].name],
+        "test": ev, "fit": fit, "large": large, "verdict": verdict(rows),
+        "timings_s": {"train": t_train, "evaluate": t_eval, "large": time.perf_counter() - t0},
+        "definitions": {**DEFINITIONS, "floor_*": "observables of the true LDOS minus QE's (no ML)",
+                        "verdict": f"worst |band| or |total| error over test + large; milestone <= {MILESTONE_MEV}, "
+                                   f"goal <= {GOAL_MEV} meV/atom"},
+    }
+    atomic_write_json(args.out / "acceptance.json", report)
+    atomic_write_text(args.out / "acceptance.md", markdown(report))
+    if not args.no_plots:
+        errors_plot(report, args.out / "errors.png")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
