@@ -196,3 +196,18 @@ def test_streaming_training_beats_baseline(tmp_path: Path) -> None:
     assert load_ldos_model(tmp_path / "m").config.streaming and model.n_members == 1
     with pytest.raises(ValueError, match="points_per_snapshot"):
         config(streaming=True, points_per_snapshot=10)
+
+
+def test_per_energy_scaling_floors_empty_energies() -> None:
+    """An energy the training LDOS leaves (almost) empty must not be scaled up ~1e8-fold: its std is floored at
+    OUTPUT_STD_FLOOR x the largest std, the other stds are kept, and a flat descriptor keeps std 1."""
+    from alml.surrogate.model import OUTPUT_STD_FLOOR
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3))
+    x[:, 2] = 4.0
+    y = np.column_stack([1e-9 * rng.normal(size=500), 0.5 * rng.normal(size=500), 0.05 * rng.normal(size=500)])
+    s = fit_scalers(x, y)
+    assert s.y_std[0] == pytest.approx(OUTPUT_STD_FLOOR * y[:, 1].std())
+    assert s.y_std[1:] == pytest.approx(y[:, 1:].std(axis=0))
+    assert s.x_std[2] == 1.0

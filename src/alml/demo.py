@@ -102,6 +102,7 @@ def mldft_stage(out: Path, temperature: float = 933.0, epochs: int = 40) -> dict
     dirs = [Path(o.ldos).parent for o in outcomes]
     model_cfg = LdosModelConfig(
         network=MLPConfig(hidden=(64, 64), activation="relu"), members=2, batch_size=512,
+        monitor="val_band_energy_mev_per_atom",
         training=LoopConfig(epochs=epochs, lr=2e-3, patience=None, schedule="cosine", checkpoint_every=10),
     )
     from alml.dft.pseudo import pseudopotential

@@ -117,6 +117,19 @@ class Scalers:
         return cls(**{k: np.asarray(d[k], dtype=float) for k in ("x_mean", "x_std", "y_mean", "y_std")})
 
 
+#: per-energy LDOS scaling: no energy's std below this fraction of the largest. Energies the training data leaves
+#: (almost) empty, e.g. below the band bottom, have stds ~1e-8 of the rest; scaled by those, their tiny errors would be
+#: amplified ~1e8-fold and dominate the loss and the choice of the best epoch.
+OUTPUT_STD_FLOOR = 1e-2
+
+
+def per_energy_std(std: np.ndarray) -> np.ndarray:
+    """Per-energy LDOS stds (n_e,) floored at :data:`OUTPUT_STD_FLOOR` x their maximum (all ones if all are 0)."""
+    std = np.asarray(std, dtype=float)
+    top = float(std.max()) if std.size else 0.0
+    return np.maximum(std, OUTPUT_STD_FLOOR * top) if top > 0 else np.ones_like(std)
+
+
 def fit_scalers(x: np.ndarray, y: np.ndarray, output_scaling: str = "per-energy") -> Scalers:
     """Scalers of training descriptors ``x`` (N, K) and LDOS ``y`` (N, n_e) (flat features keep std 1)."""
     from alml.nn import fit_standardizer
@@ -124,8 +137,8 @@ def fit_scalers(x: np.ndarray, y: np.ndarray, output_scaling: str = "per-energy"
     zeros = np.zeros(len(x), dtype=np.int64)
     sx = fit_standardizer(x, zeros, 1)
     if output_scaling == "per-energy":
-        sy = fit_standardizer(y, zeros, 1)
-        y_mean, y_std = sy.mean[0], sy.std[0]
+        y64 = np.asarray(y, dtype=float)
+        y_mean, y_std = y64.mean(axis=0), per_energy_std(y64.std(axis=0))
     else:
         s = float(np.asarray(y, dtype=float).std())
         y_mean, y_std = np.zeros(y.shape[1]), np.full(y.shape[1], s if s > 0 else 1.0)

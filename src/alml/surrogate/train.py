@@ -42,6 +42,7 @@ from alml.surrogate.model import (
     Scalers,
     fit_scalers,
     new_committee,
+    per_energy_std,
     save_ldos_model,
 )
 from alml.surrogate.observables import observables
@@ -326,7 +327,7 @@ def _scalers_from_moments(n: int, sx: Any, sxx: Any, sy: Any, syy: Any, output_s
     ym = sy / n
     x_std = _flat_safe(xm, sxx / n - xm**2)
     if output_scaling == "per-energy":
-        return Scalers(xm, x_std, ym, _flat_safe(ym, syy / n - ym**2))
+        return Scalers(xm, x_std, ym, per_energy_std(np.sqrt(np.maximum(syy / n - ym**2, 0.0))))
     m = float(sy.sum() / (n * len(sy)))
     s = float(np.sqrt(max(float(syy.sum() / (n * len(sy))) - m**2, 0.0)))
     return Scalers(xm, x_std, np.zeros_like(ym), np.full_like(ym, s if s > 0 else 1.0))
