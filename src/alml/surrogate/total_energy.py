@@ -18,13 +18,18 @@ Conventions follow QE so the numbers line up: densities are kept to the G-sphere
 ``PP_NLCC`` on the radial mesh (Simpson on the mesh up to r = 10 Bohr, as QE's ``drhoc``) times the structure
 factor. Exchange–correlation goes through libxc via PySCF's maintained binding (``pyscf.dft.libxc``).
 
+Memory. Reciprocal space is a :class:`~alml.surrogate.reciprocal.ReciprocalGrid` (rfftn half grid: |G|², the
+kept set, G components formed on the fly), built once per structure and shared by Hartree, the xc gradients
+and the core charge (pass ``recip=`` to reuse it over densities); n(G) is transformed once per density;
+∫ v_H n = 2 E_H by Parseval, so v_H is never synthesised. The peak is the GGA input (4 full-grid doubles)
+plus libxc's outputs and one half-grid complex scratch. Ewald: :mod:`alml.surrogate.ewald` (O(N) memory).
+
 Units: inputs and outputs in alml units (Å, eV, densities in 1/Å³); Hartree atomic units inside. Grid arrays are
 (nx, ny, nz) with point (i, j, k) at fractional (i/nx, j/ny, k/nz), as everywhere in alml.
 """
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -33,10 +38,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from scipy.integrate import simpson
-from scipy.special import erfc
 
 from alml.data.grids import EnergyLadder
+from alml.surrogate.ewald import ewald_energy
 from alml.surrogate.observables import LdosObservables, Method, observables
+from alml.surrogate.reciprocal import ReciprocalGrid
 from alml.units import BOHR, HARTREE, RYDBERG
 
 #: alml functional names -> libxc (PySCF) codes
@@ -90,7 +96,11 @@ def read_upf(path: str | Path) -> PseudoData:
 
 
 def reciprocal_vectors(cell: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """G vectors (nx, ny, nz, 3) in 1/Bohr of the FFT grid (numpy's FFT order), ``cell`` rows in Å."""
+    """G vectors (nx, ny, nz, 3) in 1/Bohr of the full FFT grid (numpy's FFT order), ``cell`` rows in Å.
+
+    A full-grid array of 3 doubles per point: the energy terms use :class:`ReciprocalGrid` (half grid, no
+    stored components) instead.
+    """
     b = 2.0 * np.pi * np.linalg.inv(np.asarray(cell, dtype=float) / BOHR).T  # rows b_i, 1/Bohr
     m = [np.fft.fftfreq(n, 1.0 / n) for n in shape]
     return (
@@ -106,48 +116,53 @@ def g_sphere(cell: np.ndarray, shape: tuple[int, int, int], ecut: float | None) 
     return np.einsum("...a,...a->...", g, g) * RYDBERG <= ecut * (1 + 1e-10)
 
 
-def _to_g(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Fourier coefficients f(G) with f(r) = Σ_G f(G) e^{iG·r}, restricted to ``mask``."""
-    fg = np.fft.fftn(values) / values.size
-    if mask is not None:
-        fg = np.where(mask, fg, 0.0)
-    return fg
-
-
-def _to_r(fg: np.ndarray) -> np.ndarray:
-    return np.real(np.fft.ifftn(fg) * fg.size)
-
-
-def _gradient(fg: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Spectral gradient (3, nx, ny, nz) of the real field with coefficients ``fg``; units of f per Bohr."""
-    return np.stack([_to_r(1j * g[..., a] * fg) for a in range(3)])
+def _recip(
+    cell: np.ndarray, shape: tuple[int, ...], ecut: float | None, recip: ReciprocalGrid | None
+) -> ReciprocalGrid:
+    """``recip`` after checking it matches (cell, shape, ecut), or a new one."""
+    if recip is None:
+        return ReciprocalGrid.build(cell, shape, ecut)  # type: ignore[arg-type]
+    same = recip.shape == tuple(shape) and np.allclose(recip.cell, cell, rtol=0, atol=1e-12) and recip.ecut == ecut
+    if not same:
+        raise ValueError(
+            f"the ReciprocalGrid was built for grid {recip.shape}, ecut {recip.ecut} eV and another cell, not grid "
+            f"{tuple(shape)}, ecut {ecut} eV and this cell: build it with ReciprocalGrid.build(cell, shape, ecut)"
+        )
+    return recip
 
 
 # --- Hartree ------------------------------------------------------------------------------------------
 
 
-def hartree(density: np.ndarray, cell: np.ndarray, ecut: float | None = None) -> tuple[float, np.ndarray]:
+def hartree(
+    density: np.ndarray, cell: np.ndarray, ecut: float | None = None, recip: ReciprocalGrid | None = None
+) -> tuple[float, np.ndarray]:
     """Hartree energy E_H (eV) and potential v_H (nx, ny, nz) in eV of a density (nx, ny, nz) in 1/Å³.
 
     E_H = (Ω/2) Σ_{G≠0} 4π |n(G)|²/G² (atomic units); the G = 0 term is dropped (neutralising background),
-    as in QE. ``ecut`` (eV) keeps only G with ħ²G²/2m ≤ ecut.
+    as in QE. ``ecut`` (eV) keeps only G with ħ²G²/2m ≤ ecut. ``recip``: a prebuilt :class:`ReciprocalGrid`.
     """
-    n = np.asarray(density, dtype=float) * BOHR**3
-    shape = n.shape
-    g = reciprocal_vectors(cell, shape)
-    g2 = np.einsum("...a,...a->...", g, g)
-    ng = _to_g(n, g_sphere(cell, shape, ecut))
-    g2[0, 0, 0] = 1.0
-    vg = 4.0 * np.pi * ng / g2
-    vg[0, 0, 0] = 0.0
-    omega = abs(np.linalg.det(np.asarray(cell, dtype=float))) / BOHR**3
-    e_h = 0.5 * omega * float(np.sum(np.real(np.conj(ng) * vg)))
-    return e_h * HARTREE, _to_r(vg) * HARTREE
+    recip = _recip(cell, np.shape(density), ecut, recip)
+    ng = recip.to_g(np.asarray(density, dtype=float) * BOHR**3)
+    e_h = _hartree_energy(ng, recip)
+    ng *= recip.coulomb
+    return e_h * HARTREE, recip.to_r(ng, overwrite=True) * HARTREE
 
 
-def hartree_energy(density: np.ndarray, cell: np.ndarray, ecut: float | None = None) -> float:
+def _hartree_energy(ng: np.ndarray, recip: ReciprocalGrid) -> float:
+    """(Ω/2) Σ_G 4π|n(G)|²/G², Hartree, from the coefficients ``ng`` (1/Bohr³, rfftn layout)."""
+    a = np.abs(ng)
+    a *= a
+    a *= recip.coulomb
+    return 0.5 * recip.omega * recip.sum_all(a)
+
+
+def hartree_energy(
+    density: np.ndarray, cell: np.ndarray, ecut: float | None = None, recip: ReciprocalGrid | None = None
+) -> float:
     """Hartree energy (eV) of a density (nx, ny, nz) in 1/Å³; see :func:`hartree`."""
-    return hartree(density, cell, ecut)[0]
+    recip = _recip(cell, np.shape(density), ecut, recip)
+    return _hartree_energy(recip.to_g(np.asarray(density, dtype=float) * BOHR**3), recip) * HARTREE
 
 
 # --- core charge ---------------------------------------------------------------------------------------
@@ -174,22 +189,26 @@ def radial_transform(pp: PseudoData, q: np.ndarray) -> np.ndarray:
     return 4.0 * np.pi * out.reshape(q.shape)
 
 
-def structure_factor(atoms: Atoms, shape: tuple[int, int, int], indices: np.ndarray | None = None) -> np.ndarray:
+def structure_factor(
+    atoms: Atoms, shape: tuple[int, int, int], indices: np.ndarray | None = None, half: bool = False
+) -> np.ndarray:
     """S(G) = Σ_a e^{−iG·R_a} (nx, ny, nz) over ``indices`` (default all atoms), by separable phases.
 
-    Atoms are taken in blocks so the (atoms, nx·ny) phase table stays ≤ ~64 MB however large the cell.
+    ``half``: only the rfftn half (nx, ny, nz//2 + 1). Atoms are taken in blocks so the (atoms, nx·ny) phase
+    table stays ≤ ~64 MB however large the cell.
     """
     idx = np.arange(len(atoms)) if indices is None else np.asarray(indices)
     s = atoms.get_scaled_positions(wrap=False)[idx]
     nx, ny, nz = shape
-    m = [np.fft.fftfreq(n, 1.0 / n) for n in shape]
-    out = np.zeros((nx * ny, nz), dtype=complex)
+    m = [np.fft.fftfreq(nx, 1.0 / nx), np.fft.fftfreq(ny, 1.0 / ny)]
+    m.append(np.fft.rfftfreq(nz, 1.0 / nz) if half else np.fft.fftfreq(nz, 1.0 / nz))
+    out = np.zeros((nx * ny, len(m[2])), dtype=complex)
     block = max(1, (4 << 20) // (nx * ny))
     for a0 in range(0, len(idx), block):
         p = [np.exp(-2j * np.pi * np.outer(s[a0 : a0 + block, d], m[d])) for d in range(3)]  # (block, n_d)
         pxy = (p[0][:, :, None] * p[1][:, None, :]).reshape(len(p[0]), nx * ny)
         out += pxy.T @ p[2]
-    return out.reshape(nx, ny, nz)
+    return out.reshape(nx, ny, len(m[2]))
 
 
 def core_density(
@@ -197,31 +216,29 @@ def core_density(
     shape: tuple[int, int, int],
     pseudos: dict[str, PseudoData],
     ecut: float | None = None,
+    recip: ReciprocalGrid | None = None,
 ) -> np.ndarray:
     """Non-linear core charge n_c (nx, ny, nz) in 1/Å³ on the FFT grid, from the UPFs' PP_NLCC.
 
     n_c(G) = (1/Ω) Σ_species S_s(G) · 4π ∫ r² ρ_c(r) j₀(|G| r) dr, kept to the G-sphere of ``ecut`` (eV).
     """
-    cell = atoms.cell[:]
-    g = reciprocal_vectors(cell, shape)
-    gn = np.sqrt(np.einsum("...a,...a->...", g, g))
-    mask = g_sphere(cell, shape, ecut)
-    omega = abs(atoms.cell.volume) / BOHR**3
+    recip = _recip(atoms.cell[:], shape, ecut, recip)
     symbols = np.array(atoms.get_chemical_symbols())
-    ng = np.zeros(shape, dtype=complex)
+    ng = np.zeros(recip.g2.shape, dtype=complex)
+    gn = np.sqrt(recip.g2 if recip.keep is None else recip.g2[recip.keep])
+    shells, inverse = np.unique(np.round(gn, 10), return_inverse=True)
+    del gn
     for el in sorted(set(symbols)):
         pp = pseudos[el]
         if pp.rho_core is None:
             continue
-        sel = gn if mask is None else gn[mask]
-        shells, inverse = np.unique(np.round(sel, 10), return_inverse=True)
-        form = radial_transform(pp, shells)[inverse] / omega
-        sf = structure_factor(atoms, shape, np.nonzero(symbols == el)[0])
-        if mask is None:
-            ng += sf * form.reshape(shape)
+        form = radial_transform(pp, shells)[inverse.reshape(-1)] / recip.omega
+        sf = structure_factor(atoms, shape, np.nonzero(symbols == el)[0], half=True)
+        if recip.keep is None:
+            ng += sf * form.reshape(ng.shape)
         else:
-            ng[mask] += sf[mask] * form
-    return _to_r(ng) / BOHR**3
+            ng[recip.keep] += sf[recip.keep] * form
+    return recip.to_r(ng, overwrite=True) / BOHR**3
 
 
 # --- exchange-correlation -------------------------------------------------------------------------------
@@ -243,94 +260,68 @@ def exchange_correlation(
     functional: str = "PBE",
     ecut: float | None = None,
     with_potential: bool = False,
+    recip: ReciprocalGrid | None = None,
 ) -> XCTerms:
     """xc energy of ρ = n + n_c and ∫ v_xc[ρ] n dr, through libxc (PySCF); densities (nx, ny, nz) in 1/Å³.
 
     GGA: ∇ρ spectrally (as QE); ∫ v_xc n = ∫ (∂e/∂ρ) n + 2 ∫ (∂e/∂σ) ∇ρ·∇n (exact by parts on the grid).
     ``functional``: a key of :data:`XC_CODES` or a libxc code string (e.g. ``"GGA_X_PBE,GGA_C_PBE"``).
+    ``recip``: a prebuilt :class:`ReciprocalGrid` for (cell, grid, ecut).
+    """
+    recip = _recip(cell, np.shape(density), ecut, recip)
+    n = np.asarray(density, dtype=float) * BOHR**3
+    return _xc(n, recip.to_g(n), recip, core, functional, with_potential)
+
+
+def _xc(
+    n: np.ndarray,
+    ng: np.ndarray,
+    recip: ReciprocalGrid,
+    core: np.ndarray | None,
+    functional: str,
+    with_potential: bool = False,
+) -> XCTerms:
+    """:func:`exchange_correlation` from n (1/Bohr³) and its coefficients ``ng``; one full-grid array per ∇ component.
+
+    With a G-sphere (``recip.filtered``) n and ρ are re-synthesised from their kept G, as QE holds them.
     """
     from pyscf.dft import libxc
 
     code = XC_CODES.get(functional.upper(), functional)
-    n = np.asarray(density, dtype=float) * BOHR**3
-    nc = np.zeros_like(n) if core is None else np.asarray(core, dtype=float) * BOHR**3
     shape = n.shape
-    mask = g_sphere(cell, shape, ecut)
-    ng = _to_g(n, mask)
-    rg = ng + _to_g(nc, mask)
-    n_r, rho_r = _to_r(ng), _to_r(rg)
-    dv = abs(np.linalg.det(np.asarray(cell, dtype=float))) / BOHR**3 / n.size
+    nc = None if core is None else np.asarray(core, dtype=float) * BOHR**3
+    rg = ng if nc is None else ng + recip.to_g(nc)
     gga = libxc.is_gga(code)
-    if gga:
-        g = reciprocal_vectors(cell, shape)
-        grad_rho = _gradient(rg, g)
-        rho_in = np.concatenate([rho_r[None], grad_rho]).reshape(4, -1)
+    rho_in = np.empty((4 if gga else 1, n.size))
+    rho_r = rho_in[0].reshape(shape)
+    if recip.filtered:
+        rho_r[...] = recip.to_r(rg)
     else:
-        rho_in = rho_r.reshape(-1)
-    exc, vxc = libxc.eval_xc(code, rho_in, spin=0, deriv=1)[:2]
-    vrho = vxc[0].reshape(shape)
-    e_xc = float(np.sum(exc.reshape(shape) * rho_r)) * dv
-    vn = float(np.sum(vrho * n_r)) * dv
+        np.add(n, 0.0 if nc is None else nc, out=rho_r)
+    del nc
+    for a in range(3 if gga else 0):
+        rho_in[1 + a] = recip.derivative(rg, a).reshape(-1)
+    del rg
+    exc, vxc = libxc.eval_xc(code, rho_in if gga else rho_in[0], spin=0, deriv=1)[:2]
+    n_r = recip.to_r(ng) if recip.filtered else n
+    dv = recip.omega / n.size
+    e_xc = float(np.dot(exc, rho_in[0])) * dv
+    del exc
+    vrho = vxc[0]
+    vn = float(np.dot(vrho, n_r.reshape(-1))) * dv
     potential = None
     if gga:
-        vsigma = vxc[1].reshape(shape)
-        grad_n = _gradient(ng, g)
-        vn += 2.0 * float(np.sum(vsigma * np.einsum("a...,a...->...", grad_rho, grad_n))) * dv
+        vsigma = vxc[1]
+        for a in range(3):
+            vn += 2.0 * float(np.dot(vsigma * rho_in[1 + a], recip.derivative(ng, a).reshape(-1))) * dv
         if with_potential:
-            h = 2.0 * vsigma * grad_rho  # v_xc = vrho − ∇·(2 vsigma ∇ρ)
-            div = sum(_to_r(1j * g[..., a] * _to_g(h[a], mask)) for a in range(3))
-            potential = (vrho - div) * HARTREE
+            div = np.zeros(shape)  # v_xc = vrho − ∇·(2 vsigma ∇ρ)
+            for a in range(3):
+                div += recip.derivative(recip.to_g((2.0 * vsigma * rho_in[1 + a]).reshape(shape)), a)
+            potential = (vrho.reshape(shape) - div) * HARTREE
     elif with_potential:
-        potential = vrho * HARTREE
+        potential = vrho.reshape(shape) * HARTREE
     return XCTerms(energy=e_xc * HARTREE, v_times_n=vn * HARTREE, potential=potential)
-
-
-# --- Ewald ------------------------------------------------------------------------------------------------
-
-
-def ewald_energy(atoms: Atoms, charges: np.ndarray | dict[str, float], tol: float = 1e-12) -> float:
-    """Ion–ion energy (eV) of point charges (e) at the atoms of a periodic cell in a neutralising background.
-
-    E = ½ Σ'_{ijL} Z_i Z_j erfc(η r)/r + (2π/Ω) Σ_{G≠0} e^{−G²/4η²}/G² |Σ_i Z_i e^{iG·r_i}|²
-        − η/√π Σ Z_i² − π (Σ Z_i)²/(2 Ω η²)   (Hartree atomic units; independent of η).
-    ``charges``: per atom, or per element (valence charges Z_v).
-    """
-    from ase.neighborlist import neighbor_list
-
-    if isinstance(charges, dict):
-        z = np.array([charges[s] for s in atoms.get_chemical_symbols()], dtype=float)
-    else:
-        z = np.asarray(charges, dtype=float)
-    cell = atoms.cell[:] / BOHR
-    omega = abs(np.linalg.det(cell))
-    n = len(atoms)
-    eta = math.sqrt(math.pi) * (n / omega**2) ** (1.0 / 6.0)
-    p = math.sqrt(-math.log(tol))
-    rcut, gcut = p / eta, 2.0 * eta * p
-    # real space (neighbour pairs within rcut, images included, no i == j at L = 0)
-    i, j, d = neighbor_list("ijd", atoms, rcut * BOHR, self_interaction=False)
-    d = d / BOHR
-    e_real = 0.5 * float(np.sum(z[i] * z[j] * erfc(eta * d) / d))
-    # reciprocal space
-    b = 2.0 * np.pi * np.linalg.inv(cell).T
-    mmax = [int(math.ceil(gcut * np.linalg.norm(cell[k]) / (2.0 * np.pi))) for k in range(3)]
-    ms = np.stack(
-        np.meshgrid(*[np.arange(-m, m + 1) for m in mmax], indexing="ij"), axis=-1
-    ).reshape(-1, 3)
-    gv = ms @ b
-    g2 = np.einsum("ka,ka->k", gv, gv)
-    keep = (g2 > 1e-12) & (g2 <= gcut**2)
-    gv, g2 = gv[keep], g2[keep]
-    frac = atoms.get_scaled_positions(wrap=False)
-    e_recip = 0.0
-    for k0 in range(0, len(g2), 4096):
-        phase = np.exp(2j * np.pi * (ms[keep][k0 : k0 + 4096] @ frac.T))  # (nG, n)
-        sg = phase @ z
-        e_recip += float(np.sum(np.exp(-g2[k0 : k0 + 4096] / (4 * eta**2)) / g2[k0 : k0 + 4096] * np.abs(sg) ** 2))
-    e_recip *= 2.0 * np.pi / omega
-    e_self = -eta / math.sqrt(math.pi) * float(np.sum(z**2))
-    e_bg = -math.pi * float(np.sum(z)) ** 2 / (2.0 * omega * eta**2)
-    return (e_real + e_recip + e_self + e_bg) * HARTREE
 
 
 # --- total energy ----------------------------------------------------------------------------------------
@@ -363,26 +354,27 @@ def total_energy(
     functional: str | None = None,
     core: np.ndarray | None = None,
     ewald: float | None = None,
+    recip: ReciprocalGrid | None = None,
 ) -> EnergyTerms:
     """Total free energy of ``atoms`` from its valence density (nx, ny, nz) in 1/Å³, band energy E_b and −TS (eV).
 
     ``pseudopotentials``: element -> UPF path (or :class:`PseudoData`) for Z_v, the core charge and the
     functional (overridable with ``functional``). ``ecut``: the density cutoff in eV (QE's ecutrho · Ry);
-    give it to match QE to the last meV. ``core`` (1/Å³, from :func:`core_density`) and ``ewald`` (eV, from
-    :func:`ewald_energy`) depend on the structure only: pass them to reuse them over several densities.
+    give it to match QE to the last meV. ``core`` (1/Å³, from :func:`core_density`), ``ewald`` (eV, from
+    :func:`ewald_energy`) and ``recip`` (:meth:`ReciprocalGrid.build` of cell, grid, ecut) depend on the structure
+    only: pass them to reuse them over several densities.
     """
     pps = {el: (p if isinstance(p, PseudoData) else read_upf(str(p))) for el, p in pseudopotentials.items()}
-    cell = atoms.cell[:]
     shape = tuple(np.shape(density))
+    recip = _recip(atoms.cell[:], shape, ecut, recip)
     functional = functional or _functional(pps)
     if core is None and any(p.rho_core is not None for p in pps.values()):
-        core = core_density(atoms, shape, pps, ecut)  # type: ignore[arg-type]
-    e_h, v_h = hartree(density, cell, ecut)
-    xc = exchange_correlation(density, cell, core, functional, ecut)
-    dv = abs(atoms.cell.volume) / np.size(density)
-    mask = g_sphere(cell, shape, ecut)  # type: ignore[arg-type]
-    n_r = _to_r(_to_g(np.asarray(density, dtype=float), mask))
-    vh_n = float(np.sum(v_h * n_r)) * dv
+        core = core_density(atoms, shape, pps, ecut, recip)  # type: ignore[arg-type]
+    n = np.asarray(density, dtype=float) * BOHR**3
+    ng = recip.to_g(n)
+    e_h = _hartree_energy(ng, recip) * HARTREE
+    vh_n = 2.0 * e_h  # ∫ v_H n dr = Ω Σ_G n(G)* 4π n(G)/G² = 2 E_H (Parseval, same kept G)
+    xc = _xc(n, ng, recip, core, functional)
     e_ew = ewald_energy(atoms, {el: p.z_valence for el, p in pps.items()}) if ewald is None else float(ewald)
     one = band_energy - vh_n - xc.v_times_n
     free = one + e_h + xc.energy + e_ew + entropy_term
