@@ -94,6 +94,23 @@ def test_chunked_equals_unchunked(model: LdosModel, base: Prediction) -> None:
         assert np.allclose(small.terms[k].members, v.members, rtol=1e-10), k
 
 
+def test_blocks_strided_along_every_axis(model: LdosModel, base: Prediction, tmp_path: Path) -> None:
+    """27-point blocks of the 9^3 grid (strides 1, 3, 9: along b and c): the same DOS, density, energies and LDOS
+    file as one block, written back with strided assignment."""
+    from alml.surrogate.predict import block_strides
+
+    cfg = PredictConfig(max_points_per_chunk=27, write_ldos=True, batch_points=10)
+    assert block_strides(SETTINGS, SHAPE, cfg) == (1, 3, 9)
+    pred = predict(cell(), model, cfg, out=tmp_path / "blocks")
+    predict(cell(), model, PredictConfig(max_points_per_chunk=None, write_ldos=True), out=tmp_path / "one")
+    assert np.allclose(pred.dos_members, base.dos_members, rtol=1e-10, atol=0)
+    assert np.allclose(pred.density, base.density, rtol=1e-10, atol=1e-14)
+    for k, v in base.terms.items():
+        assert np.allclose(pred.terms[k].members, v.members, rtol=1e-10), k
+    with LdosFile(tmp_path / "blocks" / "ldos.h5") as a, LdosFile(tmp_path / "one" / "ldos.h5") as b:
+        assert np.allclose(a.read(), b.read(), rtol=1e-6, atol=0)
+
+
 def test_matches_the_whole_cell_route(model: LdosModel, base: Prediction) -> None:
     """Streaming prediction = predict_members on the whole grid, then energies_from_ldos on the mean LDOS."""
     x = on_grid(cell(), SETTINGS, SHAPE, dtype=np.float32)  # as PredictConfig.cache_dtype

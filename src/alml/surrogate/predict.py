@@ -3,9 +3,11 @@
 :func:`predict` runs, for ``atoms`` (periodic, elements the model knows):
 
 1. **Descriptors + DOS (pass 1).** The grid — QE's FFT grid for the training ``ecutrho``, i.e. the training
-   grid spacing — is computed slab by slab (:func:`alml.descriptors.iter_grid_slabs`, ``max_points_per_chunk``
-   points per slab, ``workers`` MPI ranks). Each slab goes through every member in batches of ``batch_points``
-   and only the per-member DOS sums are kept; the slab's descriptors are appended to a cache file.
+   grid spacing — is computed in interleaved blocks (:func:`alml.descriptors.iter_grid_blocks`: block (p, q, r)
+   holds the points (p + sx·i', q + sy·j', r + sz·k'), each one LAMMPS call on the whole cell with no padding;
+   at most ``max_points_per_chunk`` points per block, ``workers`` MPI ranks). Each block goes through every
+   member in batches of ``batch_points`` and only the per-member DOS sums are kept; the block's descriptors
+   are appended, flat, to a cache file.
 2. **Fermi level, band energy, −TS** of every member's DOS and of the committee-mean DOS, from the electron
    count Σ Z_v of the pseudopotentials (:mod:`alml.surrogate.observables`, kernel-aware by default).
 3. **Density (pass 2).** n(r) = Σ_j c_j(μ) d_j(r) needs μ, known only after pass 1, so the LDOS is needed
@@ -15,14 +17,15 @@
    Why cache rather than recompute: the bispectrum costs ~1 ms per grid point at 2J = 10 on two cores, the
    network a few µs; the cache is 4·K bytes per point (0.36 kB at K = 91), far smaller than the LDOS of all
    members (M·n_e·8 bytes: 9 kB at M = 4, n_e = 270), which is never stored. The densities of every member
-   and of the mean LDOS go to the same cache file, slab by slab.
+   and of the mean LDOS go to the same cache file, written back into the grid with strided assignment.
 4. **Total energy** (Harris–Foulkes, :func:`alml.surrogate.total_energy.total_energy`: FFT Hartree, libxc
    xc with the NLCC core charge, Ewald) of the mean and of each member, one density in memory at a time;
    the core charge and the Ewald energy are computed once.
 
 Every energy is an :class:`Estimate`: the value from the committee-mean LDOS and the spread (std, ddof=1)
-over the members' own values. Memory: one descriptor slab and one network batch in passes 1–2; the energy
-stage holds a few full-grid float64/complex arrays (FFTs), O(grid points), independent of n_e and K.
+over the members' own values. Memory: one descriptor block and one network batch in passes 1–2; the energy
+stage holds a few full-grid float64 arrays and half-grid (rfft) complex ones, O(grid points), independent of
+n_e and K (docs/benchmarks.md, "ML-DFT prediction memory at 4000 atoms").
 Results do not depend on the chunking beyond floating-point summation order (~1e-14 relative).
 
 Units: eV, Å, K; DOS in states/eV, density in electrons/Å³.
@@ -31,7 +34,6 @@ Units: eV, Å, K; DOS in states/eV, density in electrons/Å³.
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import tempfile
 import time
@@ -64,11 +66,11 @@ class PredictConfig(Config):
 
     max_points_per_chunk: int | Literal["auto"] | None = Field(
         "auto",
-        description="grid points per descriptor slab (raised to one k-plane); None: the whole grid in one go; "
-        "auto: the whole grid if it fits descriptor_memory_mb, else the thickest slabs that do",
+        description="most grid points per descriptor block (an interleaved sub-grid, the fewest blocks that "
+        "respect it); None: the whole grid in one go; auto: the fewest blocks that fit descriptor_memory_mb",
     )
     descriptor_memory_mb: float = Field(
-        4096.0, gt=0, description="auto chunking: memory for one slab's descriptors, LAMMPS's copy and pad included"
+        4096.0, gt=0, description="auto chunking: memory for one block's descriptors, LAMMPS's array included"
     )
     cache_dtype: Literal["float32", "float64"] = Field(
         "float32", description="descriptors as cached and as the network sees them (training files are float32)"
@@ -186,7 +188,7 @@ def predict(
     """Predict DOS, Fermi level, density and energies of ``atoms`` with an LDOS committee (model or its folder).
 
     With ``out``, writes :func:`write_prediction`'s files there, and ``ldos.h5`` if ``config.write_ldos``.
-    ``progress`` shows a progress bar over slabs and energy evaluations.
+    ``progress`` shows a progress bar over blocks and energy evaluations.
     """
     import h5py
 
@@ -204,20 +206,20 @@ def predict(
     scratch = config.scratch or (str(out) if out is not None else None)
     if scratch is not None:
         Path(scratch).mkdir(parents=True, exist_ok=True)
-    per_slab = slab_points(atoms, ctx.settings, ctx.shape, config)
-    n_slabs = math.ceil(int(np.prod(ctx.shape)) / per_slab)
+    strides = block_strides(ctx.settings, ctx.shape, config)
+    n_blocks = int(np.prod(strides))
     with (
         tempfile.TemporaryDirectory(dir=scratch, prefix=".alml-predict-") as tmp,
         h5py.File(Path(tmp) / "cache.h5", "w") as cache,
-        _progress(progress, 2 * n_slabs + m.n_members + 1) as advance,
+        _progress(progress, 2 * n_blocks + m.n_members + 1) as advance,
     ):
-        dos_members = dos_pass(atoms, m, ctx, config, per_slab, cache, timings, advance)
+        dos_members = dos_pass(atoms, m, ctx, config, strides, cache, timings, advance)
         t0 = time.perf_counter()
         obs = members_observables(dos_members, m.ladder, ctx, config.method)
         timings["observables"] += time.perf_counter() - t0
 
         def second_pass(ldos_ds: Any = None) -> None:
-            density_pass(m, ctx, config, per_slab, obs.weights, cache, timings, advance, ldos_ds)
+            density_pass(m, ctx, config, strides, obs.weights, cache, timings, advance, ldos_ds)
 
         if out is not None and config.write_ldos:
             _write_ldos(Path(out) / "ldos.h5", atoms, m, ctx, config, second_pass)
@@ -244,37 +246,21 @@ def predict(
     return pred
 
 
-def slab_points(atoms: Atoms, settings: Any, shape: tuple[int, int, int], config: PredictConfig) -> int:
-    """Grid points per descriptor slab (a whole number of k-planes, at least one).
+def block_strides(settings: Any, shape: tuple[int, int, int], config: PredictConfig) -> tuple[int, int, int]:
+    """Strides (sx, sy, sz) of the interleaved descriptor blocks (:func:`alml.descriptors.choose_strides`).
 
-    A slab thinner than the grid is computed in a window padded by the descriptor cutoff on both sides
-    (:mod:`alml.descriptors.grid`): ``pad`` ≈ cutoff / layer spacing layers each side (≈ 39 at 4.68 Å and
-    160 Ry), so thin slabs cost (t + 2·pad)/t more. ``auto`` takes the whole grid when its rows
-    (≈ 3K + 6 doubles per point: LAMMPS's array, its kept rows and the slab) fit ``descriptor_memory_mb``,
-    else the thickest slab whose padded window fits (never less than one plane), with a warning when the
-    padding more than doubles the descriptor cost.
+    ``auto`` takes the fewest blocks whose peak descriptor memory — LAMMPS's rows (K + 6 doubles per point), the
+    block in ``cache_dtype`` and, with MPI ranks, their kept rows (:func:`~alml.descriptors.grid_blocks.
+    block_bytes_per_point`) — fits ``descriptor_memory_mb``; an int caps the points per block; None: one block.
     """
-    nx, ny, nz = shape
-    total = nx * ny * nz
-    if config.max_points_per_chunk is None:
-        return total
-    if config.max_points_per_chunk != "auto":
-        return min(total, max(int(config.max_points_per_chunk), nx * ny))
-    plane = nx * ny * (3 * settings.n_components + 6) * 8.0
-    budget = config.descriptor_memory_mb * 2**20
-    if nz * plane <= budget:
-        return total
-    cell = np.asarray(atoms.cell[:], dtype=float)
-    height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[0], cell[1]))
-    pad = math.ceil(settings.max_cutoff * nz / height) + 1
-    t = min(nz, max(1, int(budget // plane) - 2 * pad))
-    if t < nz and (t + 2 * pad) > 2 * t:
-        log.warning(
-            "descriptor slabs of %d k-planes with %d padding planes each side cost %.1fx the unpadded work: "
-            "raise descriptor_memory_mb (%.0f MB now) for thicker slabs", t, pad, (t + 2 * pad) / t,
-            config.descriptor_memory_mb,
-        )
-    return nx * ny * t
+    from alml.descriptors import choose_strides
+    from alml.descriptors.grid_blocks import block_bytes_per_point
+
+    cap = config.max_points_per_chunk
+    if cap == "auto":
+        per_point = block_bytes_per_point(settings.n_components, np.dtype(config.cache_dtype), config.workers)
+        cap = max(1, int(config.descriptor_memory_mb * 2**20 // per_point))
+    return choose_strides(shape, None if cap is None else int(cap), config.workers)
 
 
 def _peak_rss(who: int) -> float:
