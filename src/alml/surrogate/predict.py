@@ -16,8 +16,9 @@
    deleted at the end) and pass 2 re-runs only the network; both passes feed the network the cached values.
    Why cache rather than recompute: the bispectrum costs ~0.3 ms per grid point at 2J = 10 on one rank
    (measured at 4000 atoms), the network a few µs; the cache is 4·K bytes per point (0.36 kB at K = 91), far
-   smaller than the LDOS of all members (M·n_e·8 bytes: 9 kB at M = 4, n_e = 270), which is never stored. The densities of every member
-   and of the mean LDOS go to the same cache file, written back into the grid with strided assignment.
+   smaller than the LDOS of all members (M·n_e·8 bytes: 9 kB at M = 4, n_e = 270), which is never stored.
+   The densities of every member and of the mean LDOS go to the same cache file, written back into the grid
+   with strided assignment.
 4. **Total energy** (Harris–Foulkes, :func:`alml.surrogate.total_energy.total_energy`: FFT Hartree, libxc
    xc with the NLCC core charge, Ewald) of the mean and of each member, one density in memory at a time;
    the core charge and the Ewald energy are computed once.
