@@ -37,7 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -312,6 +312,18 @@ def _to_slab(
     return GridSlab(k0=k0, k1=k1, values=out)
 
 
+def check_grid_request(atoms: Atoms, shape: Sequence[int], workers: int) -> tuple[int, int, int]:
+    """The grid shape as three ints; ValueError for a bad shape, a non-periodic cell or workers < 1."""
+    out = tuple(int(v) for v in shape)
+    if len(out) != 3 or min(out) < 1:
+        raise ValueError(f"grid shape must be three positive integers, got {out}")
+    if not all(atoms.pbc):
+        raise ValueError("grid descriptors need a periodic cell (pbc all True), like the DFT grid")
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    return out  # type: ignore[return-value]
+
+
 def iter_grid_slabs(
     atoms: Atoms,
     settings: BispectrumSettings,
@@ -323,13 +335,7 @@ def iter_grid_slabs(
     parallel: Parallel = "mpi",
 ) -> Iterator[GridSlab]:
     """Compute the grid slab by slab (along k), yielding each as soon as it is done; see :func:`on_grid`."""
-    shape = tuple(int(v) for v in shape)  # type: ignore[assignment]
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"grid shape must be three positive integers, got {shape}")
-    if not all(atoms.pbc):
-        raise ValueError("grid descriptors need a periodic cell (pbc all True), like the DFT grid")
-    if workers < 1:
-        raise ValueError("workers must be >= 1")
+    shape = check_grid_request(atoms, shape, workers)
     nx, ny, nz = shape
     n_slabs = 1
     if max_points_per_chunk is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from alml.descriptors.grid import GridJob, _run_subprocesses, _sna_args, start_grid_job
+from alml.descriptors.grid import GridJob, _run_subprocesses, _sna_args, check_grid_request, start_grid_job
 from alml.descriptors.lammps_session import LammpsSession, lammps_box, wrapped_fractional
 from alml.descriptors.peratom import atom_types
 from alml.descriptors.settings import BispectrumSettings
@@ -186,13 +186,7 @@ def iter_grid_blocks(
     ``workers`` > 1 runs each block under ``mpiexec`` with that many ranks. Values are as
     :func:`~alml.descriptors.grid.on_grid`'s (to rounding, ~1e-14), cast to ``dtype``.
     """
-    shape = tuple(int(v) for v in shape)  # type: ignore[assignment]
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"grid shape must be three positive integers, got {shape}")
-    if not all(atoms.pbc):
-        raise ValueError("grid descriptors need a periodic cell (pbc all True), like the DFT grid")
-    if workers < 1:
-        raise ValueError("workers must be >= 1")
+    shape = check_grid_request(atoms, shape, workers)
     st = check_strides(shape, strides) if strides is not None else choose_strides(shape, max_points_per_block, workers)
     phases = block_phases(st)
     ncomp, dt = settings.n_components, np.dtype(dtype)
