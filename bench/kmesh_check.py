@@ -41,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     from alml.compute import ExecutorConfig
     from alml.dft.batch import label_structures
     from alml.dft.settings import DFTSettings
+    from alml.dft.tasks import job_hash, load_result, settings_hash
     from alml.io import atomic_write_json
     from alml.runtime import set_threads
 
     set_threads(1)
     ref = read(args.data, index=":", format="extxyz")
     coarse = DFTSettings(kspacing=args.kspacing)
+    sh = settings_hash(coarse)
     frames = [a.copy() for a in ref]
     out = label_structures(frames, coarse, root=args.root / f"k{args.kspacing}",
                            executor=ExecutorConfig(workers=args.workers, cores=args.workers, retries=0))
@@ -61,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if o.status == "failed":
             print(f"{a.info.get('candidate')}: failed: {o.error}", file=sys.stderr)
             continue
-        from alml.dft.settings import PwProfile
-        from alml.dft.tasks import label as _label  # reuse: result is finished, this only reads it
-
-        r = _label(a, coarse, PwProfile(), args.root / f"k{args.kspacing}")
+        r = load_result(args.root / f"k{args.kspacing}" / job_hash(a, sh))
         n = len(a)
         de = (r.free_energy - a.get_potential_energy(force_consistent=True)) / n
         df = np.asarray(r.forces) - a.get_forces()

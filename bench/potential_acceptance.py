@@ -68,14 +68,6 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(r.statistic), float(r.pvalue)
 
 
-def eos_of(energy_per_atom, lattice_constants: np.ndarray):  # noqa: ANN001, ANN201
-    """Birch–Murnaghan fit of E/N at the given fcc lattice constants (4-atom cube)."""
-    from alml.validate.eos import fit_eos
-
-    e = np.array([energy_per_atom(a) for a in lattice_constants])
-    return fit_eos(lattice_constants**3 / 4, e), e
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from ase.build import bulk
@@ -87,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from alml.potential.dataset import pack
     from alml.potential.train import predict_dataset, train_potential
     from alml.runtime import set_threads
+    from alml.validate.eos import fit_eos
 
     pc = load_potential_config(args.config, args.members, args.epochs, args.workers)
     set_threads(pc.training.threads)
@@ -138,15 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     # E(V): model vs QE, same lattice constants as the QE points
     eos_frames = sorted((a for a in frames if a.info.get("category") == "fcc-eos"), key=lambda a: a.get_volume())
     lat = np.array([a.cell.lengths()[0] for a in eos_frames])
-    qe, e_qe = eos_of(lambda a: next(f for f in eos_frames if abs(f.cell.lengths()[0] - a) < 1e-9)
-                .get_potential_energy(force_consistent=True) / 4, lat)
+    e_qe = np.array([f.get_potential_energy(force_consistent=True) / len(f) for f in eos_frames])
 
     def model_e(a: float) -> float:
         at = bulk("Al", "fcc", a=a, cubic=True)
         at.calc = calc
         return at.get_potential_energy() / len(at)
 
-    nn, e_nn = eos_of(model_e, lat)
+    e_nn = np.array([model_e(a) for a in lat])
+    qe, nn = fit_eos(lat**3 / 4, e_qe), fit_eos(lat**3 / 4, e_nn)  # fcc: 4 atoms per cubic cell
     res = {
         "data": str(args.data), "n_train": len(train), "n_test": len(test),
         "members": pot.n_members, "config": pc.model_dump(mode="json"),

@@ -44,7 +44,8 @@ def potential_stage(images: list[Atoms], out: Path, members: int = 4, epochs: in
 
     start = rattle(supercell(bulk("Al", "fcc", a=4.04, cubic=True), 2), 0.05, seed=1)
     md = MDConfig(ensemble="nvt", temperature=600.0, steps=100, log_every=10, traj_every=50)
-    run_ase_md(start, NNCalculator(pot), md, out / "md-ase", progress=True, title="demo: ASE NVT 600 K, committee")
+    calc = NNCalculator(pot)
+    run_ase_md(start, calc, md, out / "md-ase", progress=True, title="demo: ASE NVT 600 K, committee")
     thermo = read_thermo(out / "md-ase" / "thermo.csv")
 
     ex = export_lammps(pot, out / "lammps")
@@ -52,7 +53,7 @@ def potential_stage(images: list[Atoms], out: Path, members: int = 4, epochs: in
                   out / "md-lammps-check", progress=False)
     e_lammps = float(read_thermo(out / "md-lammps-check" / "thermo.csv")["epot_eV"][0])
     probe = start.copy()
-    probe.calc = NNCalculator(pot)
+    probe.calc = calc
     e_torch = probe.get_potential_energy()
     run_lammps_md(start, ex.commands(), ex.elements, md, out / "md-lammps", progress=True,
                   title="demo: LAMMPS NVT 600 K, exported committee mean")
