@@ -225,3 +225,21 @@ def test_trained_folder_records_what_prediction_needs(tmp_path: Path) -> None:
     m.training_data["pseudopotentials"]["Al"] = "other.UPF sha256:0123456789abcdef"
     with pytest.raises(ValueError, match="pseudopotential"):
         predict(atoms, m)
+
+
+def test_prediction_temperature_is_never_guessed() -> None:
+    """Requested > atoms.info > the single training temperature; several training temperatures and no
+    choice is an error that lists them."""
+    from alml.surrogate.predict import prediction_temperature
+
+    a = cell()
+    one = {"temperature": 298.0, "temperatures": [298.0]}
+    two = {"temperature": 298.0, "temperatures": [298.0, 933.0]}
+    assert prediction_temperature(a, None, one) == 298.0
+    assert prediction_temperature(a, 500.0, two) == 500.0
+    with pytest.raises(ValueError, match=r"298, 933 K"):
+        prediction_temperature(a, None, two)
+    a.info["temperature"] = 933.0
+    assert prediction_temperature(a, None, two) == 933.0
+    with pytest.raises(ValueError, match="does not record"):
+        prediction_temperature(cell(), None, {})

@@ -109,6 +109,9 @@ def predict(
     density: Annotated[bool, typer.Option(help="write density.cube")] = True,
     ldos: Annotated[bool, typer.Option(help="write the committee-mean LDOS to ldos.h5")] = False,
     workers: Annotated[int | None, typer.Option(help="MPI ranks for the descriptors")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help="electronic temperature, K (default: the structure's info, else the model's single training one)"
+    )] = None,
     plot: Annotated[bool, typer.Option(help="write dos.png and density_slice.png")] = True,
 ) -> None:
     """DOS, Fermi level, band energy and total energy (with committee std) of a structure of any size."""
@@ -119,7 +122,8 @@ def predict(
     from alml.surrogate.predict import predict as run_predict
 
     cfg = _load(PredictConfig, config) if config is not None else parse_config(PredictConfig, {})
-    upd = {"write_density": density, "write_ldos": ldos, **({"workers": workers} if workers else {})}
+    upd = {"write_density": density, "write_ldos": ldos, **({"workers": workers} if workers else {}),
+           **({"temperature": temperature} if temperature is not None else {})}
     cfg = cfg.model_copy(update=upd)
     setup_logging(out / "alml-surrogate-predict.log")
     _threads(cfg.threads or 1)

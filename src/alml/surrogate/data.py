@@ -13,6 +13,7 @@ ranks); each step is resumable and a finished snapshot is skipped. ``<root>/mani
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -132,7 +133,7 @@ def make_training_data(
 
     ``snapshots``: a list of Atoms, or a file/database any of them can be read from
     (:func:`alml.data.read_structures`). ``profile.ranks`` is set per task by the executor's core plan.
-    Writes ``<root>/manifest.json`` (atomically) with one entry per snapshot.
+    Updates ``<root>/manifest.json`` (atomically): one entry per finished snapshot, earlier calls' kept.
     """
     from alml.data import read_structures
 
@@ -163,6 +164,15 @@ def make_training_data(
         outcomes[i] = SnapshotOutcome(i, "reused" if reused else "done", t, str(ldos),
                                       None if desc is None else str(desc), wall)
     out = [outcomes[i] for i in range(len(frames))]
-    atomic_write_json(Path(config.root) / MANIFEST_FILE,
-                      {"config": config.model_dump(mode="json"), "snapshots": [asdict(o) for o in out]})
+    _update_manifest(Path(config.root) / MANIFEST_FILE, config, out)
     return out
+
+
+def _update_manifest(path: Path, config: TrainingDataConfig, outcomes: list[SnapshotOutcome]) -> None:
+    """Add this call's finished snapshots to ``manifest.json``, keeping those of earlier calls (by LDOS file)."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    entries = {e["ldos"]: e for e in old.get("snapshots", []) if e.get("ldos")}
+    failed = [asdict(o) for o in outcomes if not o.ldos]
+    entries.update({o.ldos: {k: v for k, v in asdict(o).items() if k != "index"} for o in outcomes if o.ldos})
+    atomic_write_json(path, {"config": config.model_dump(mode="json"), "snapshots": list(entries.values()),
+                             "failed_last_call": failed})

@@ -76,7 +76,9 @@ class PredictConfig(Config):
     batch_points: int = Field(8192, ge=1, description="grid points per network batch")
     workers: int = Field(1, ge=1, description="MPI ranks for the descriptors")
     threads: int | None = Field(None, ge=1, description="torch threads (None: leave as set)")
-    temperature: float | None = Field(None, gt=0, description="electronic temperature, K; None: the training one")
+    temperature: float | None = Field(
+        None, gt=0, description="electronic temperature, K; None: atoms.info['temperature'], else the training one"
+    )
     ecutrho: float | None = Field(None, gt=0, description="density cutoff, Ry; None: the training data's")
     grid_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
         None, description="override the grid (else QE's FFT grid for ecutrho)"
@@ -281,6 +283,26 @@ def training_data(model: Any) -> dict[str, Any]:
     return training_context([Path(files[0])])
 
 
+def prediction_temperature(atoms: Atoms, requested: float | None, training: dict[str, Any]) -> float:
+    """The electronic temperature (K) of a prediction: the requested one, else ``atoms.info['temperature']``,
+    else the training temperature when the model was trained at a single one; refused when that is ambiguous."""
+    if requested is not None:
+        return float(requested)
+    if atoms.info.get("temperature") is not None:
+        return float(atoms.info["temperature"])
+    temps = training.get("temperatures") or ([training["temperature"]] if training.get("temperature") else [])
+    if len(temps) == 1:
+        return float(temps[0])
+    if not temps:
+        raise ValueError("the model does not record its training temperature: pass the electronic temperature "
+                         "(PredictConfig(temperature=K), or --temperature on the command line)")
+    raise ValueError(
+        f"the model was trained at several electronic temperatures ({', '.join(f'{t:g}' for t in temps)} K): "
+        "say which one this structure is at (PredictConfig(temperature=K), --temperature, or "
+        "atoms.info['temperature'])"
+    )
+
+
 def _context(atoms: Atoms, model: Any, config: PredictConfig) -> _Context:
     from alml.descriptors import BispectrumSettings, qe_fft_shape
     from alml.units import RYDBERG
@@ -305,9 +327,7 @@ def _context(atoms: Atoms, model: Any, config: PredictConfig) -> _Context:
             f"the structure has element(s) {unknown} the model was not trained on (it knows {sorted(known)}): "
             "train a model on data containing them"
         )
-    temperature = config.temperature or td.get("temperature")
-    if temperature is None:
-        raise ValueError("the model does not record its training temperature: pass PredictConfig(temperature=K)")
+    temperature = prediction_temperature(atoms, config.temperature, td)
     ecut = config.ecutrho * RYDBERG if config.ecutrho is not None else td.get("ecutrho")
     if config.grid_shape is not None:
         shape = tuple(int(v) for v in config.grid_shape)
