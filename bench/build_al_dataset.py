@@ -31,12 +31,16 @@ are estimated at 20-40 min and 32-atom ones at hours, ~1-2 days in all. On a qui
 ``runs/al_dft_v1/failed.json`` and skipped later unless ``--retry-failed``.
 
 DFT settings: the default ``DFTSettings()`` (PBE, TM norm-conserving pseudopotential, ecutwfc 40 Ry,
-Marzari-Vanderbilt 0.02 Ry, kspacing 0.13 / Å, forces, no stress) for every structure. Coarser
-k-meshes were measured and rejected. ``bench/kmesh_check.py`` relabelled the first 25 labelled frames at
-kspacing 0.25: 10x cheaper, but the free energy per atom moved by +0.56 meV/atom on average with a spread
-of 8.9 meV/atom (std) and up to 25 meV/atom (fcc a = 4.20 Å; bcc +18, vacancy -8), force RMS difference
-0.023 eV/Å (docs/benchmarks.md). An error that depends on the mesh, and so on the cell, is label noise
-far above the 2-3 meV/atom target.
+Marzari-Vanderbilt 0.05 Ry, kspacing 0.13 / Å, forces, no stress) for every structure. Why these
+(docs/benchmarks.md, "k-point convergence of the potential's labels"):
+
+- ``bench/kmesh_convergence.py`` (4-atom fcc cube, error against 24³): with 0.02 Ry the free energy at the
+  0.13 spacing (12³/13³) is +2.2/-1.2 meV/atom off, and errors stay above 1 meV/atom up to 15³; with 0.05 Ry
+  it is +0.45/+0.10. The first 35 labels (0.02 Ry) were therefore relabelled at 0.05 Ry.
+- Coarser meshes were rejected: ``bench/kmesh_check.py`` at kspacing 0.25 (0.02 Ry) moved the free energy by a
+  cell-dependent 8.9 meV/atom (std), up to 25; at 0.05 Ry, kspacing 0.2 (8³ on the cube) is still -3.3
+  meV/atom off and 0.25 (7³ -> 6³) jumps by 9 meV/atom along the fcc E(V) scan. A mesh error depends on
+  the cell, so it is label noise, and it must stay well below the 2-3 meV/atom target.
 """
 
 from __future__ import annotations

@@ -24,12 +24,16 @@ class DFTSettings(Config):
     any shape and size get the same sampling density (0.13 gives 21³ for 1-atom fcc Al, 12³ for the
     4-atom cube, 6³ for the 32-atom cube). Setting ``electronic_temperature`` (K) selects Fermi–Dirac
     smearing with degauss = k_B·T, as the ML-DFT route needs.
+
+    The default cold smearing of 0.05 Ry is chosen for k-convergence (``bench/kmesh_convergence.py``, 4-atom
+    fcc cube, error against a 24³ mesh): at the default spacing (12³) the free energy is 0.45 meV/atom off
+    with 0.05 Ry but 2.2 meV/atom with 0.02 Ry, whose errors stay above 1 meV/atom up to 15³ (docs/benchmarks.md).
     """
 
     ecutwfc: float = Field(40.0, gt=0, description="wavefunction cutoff, Ry")
     ecutrho: float | None = Field(None, gt=0, description="density cutoff, Ry; default 4 x ecutwfc")
     smearing: Smearing = "marzari-vanderbilt"
-    degauss: float = Field(0.02, gt=0, description="smearing width, Ry")
+    degauss: float = Field(0.05, gt=0, description="smearing width, Ry")
     electronic_temperature: float | None = Field(None, gt=0, description="K; implies Fermi-Dirac")
     kspacing: float = Field(0.13, gt=0, description="k-point spacing including 2*pi, 1/Angstrom")
     gamma_only: bool = False
