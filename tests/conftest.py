@@ -3,7 +3,9 @@ and cheap DFT settings for real pw.x runs on 1–4 atom cells."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import pytest
 
 # Before anything imports alml: generated files go to a throwaway folder, and BLAS/OpenMP/torch
 # use one thread each (tests run pw.x and LAMMPS as separate processes beside them).
-os.environ.setdefault("ALML_HOME", tempfile.mkdtemp(prefix="alml-test-home-"))
+if "ALML_HOME" not in os.environ:
+    os.environ["ALML_HOME"] = tempfile.mkdtemp(prefix="alml-test-home-")
+    atexit.register(shutil.rmtree, os.environ["ALML_HOME"], ignore_errors=True)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
