@@ -93,7 +93,7 @@ def _pseudopotentials(snapshot: Path) -> dict[str, Path]:
     """alml's pseudopotential of every element of a snapshot (generated once by ld1.x)."""
     from alml.data.grids import LdosFile
     from alml.dft.pseudo import pseudopotential
-    from alml.surrogate.train import LDOS_FILE
+    from alml.surrogate.snapshots import LDOS_FILE
 
     with LdosFile(snapshot / LDOS_FILE) as f:
         elements = sorted(set(f.atoms.get_chemical_symbols()))

@@ -164,7 +164,8 @@ def run_hpo(
     import optuna
 
     from alml.surrogate.model import predict_ldos
-    from alml.surrogate.train import ValidationSnapshot, train_ldos_model
+    from alml.surrogate.train import train_ldos_model
+    from alml.surrogate.validation import ValidationSnapshot
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

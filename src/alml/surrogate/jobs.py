@@ -69,7 +69,7 @@ def snapshot_dirs(patterns: list[str], base: Path | None = None) -> list[Path]:
 
     Raises ValueError naming the pattern that matched nothing or the folder that is not a snapshot.
     """
-    from alml.surrogate.train import LDOS_FILE
+    from alml.surrogate.snapshots import LDOS_FILE
 
     out: list[Path] = []
     for pat in patterns:

@@ -44,7 +44,7 @@ from alml.descriptors.settings import MALA_AL, BispectrumSettings, n_bispectrum
 from alml.io import atomic_write, atomic_write_json, sha256_json
 from alml.surrogate.mala_meta import SnapshotInfo, info_dict, read_info, read_qe_output
 
-LDOS_FILE = "ldos.h5"  #: names of :meth:`alml.surrogate.train.Snapshot.from_dir`
+LDOS_FILE = "ldos.h5"  #: names of :meth:`alml.surrogate.snapshots.Snapshot.from_dir`
 DESCRIPTORS_FILE = "descriptors.h5"
 _SLAB_BYTES = 128 << 20
 

@@ -1,6 +1,6 @@
 """Error metrics of a predicted LDOS in physics units: pure functions, arrays in, numbers out.
 
-Shared by the per-epoch validation (:mod:`alml.surrogate.train`) and the held-out test
+Shared by the per-epoch validation (:mod:`alml.surrogate.validation`) and the held-out test
 (:mod:`alml.surrogate.evaluate`), so both report the same numbers:
 
 - energies per atom in meV: ``1000 · (E_pred − E_ref) / N_atoms`` with E in eV;

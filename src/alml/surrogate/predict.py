@@ -278,7 +278,7 @@ def training_data(model: Any) -> dict[str, Any]:
     files = [f["ldos"] for f in model.provenance.get("training_files", []) if Path(f.get("ldos", "")).is_file()]
     if not files:
         return {}
-    from alml.surrogate.train import training_context
+    from alml.surrogate.snapshots import training_context
 
     return training_context([Path(files[0])])
 

@@ -1,15 +1,15 @@
 """Train the LDOS committee on snapshots made by :func:`alml.surrogate.data.make_training_data`.
 
-Each snapshot is a folder with ``ldos.h5`` and ``descriptors.h5`` on the same grid. Training points are drawn
-from every training snapshot (all of them, or ``points_per_snapshot`` at random, read point-wise from disk so
+Each snapshot is a folder with ``ldos.h5`` and ``descriptors.h5`` on the same grid
+(:class:`alml.surrogate.snapshots.Snapshot`). Training points are drawn from every training snapshot (all of them,
+or ``points_per_snapshot`` at random, read point-wise from disk by :func:`alml.surrogate.snapshots.load_points` so
 only the sample is held in memory), pooled, and shuffled across snapshots every epoch with a seed of
 (member, epoch) — so members differ in initial weights and data order, and a resumed run repeats its batches.
 
-After every epoch each member is validated in physics units on one whole validation snapshot: the band energy
-(:func:`alml.surrogate.observables.observables`, with the snapshot's own ladder, temperature and electron count)
-of the predicted LDOS against that of the true LDOS, in meV/atom, the density error in %
-(:func:`alml.surrogate.metrics.density_error_percent`) and, given pseudopotentials, the total-energy error in meV/atom,
-plus the scaled MSE (``val_loss``).
+After every epoch each member is validated in physics units on one whole validation snapshot
+(:class:`alml.surrogate.validation.ValidationSnapshot`): the band energy error of the predicted LDOS in meV/atom,
+the density error in % and, given pseudopotentials, the total-energy error in meV/atom, plus the scaled MSE
+(``val_loss``).
 
 With ``streaming``, points are instead read from disk by k-slabs every epoch (:class:`SlabStream`): memory is
 one shuffle buffer of ``buffer_slabs`` slabs drawn from shuffled snapshots, and the scalers come from running sums.
@@ -21,20 +21,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from ase import Atoms
 
-from alml.data.grids import EnergyLadder, LdosFile
+from alml.data.grids import LdosFile
 from alml.io import sha256_json
 from alml.nn import fit, member_seed, plan_workers, run_members
 from alml.nn.training import Callback
-from alml.surrogate.metrics import density_error_percent, mev_per_atom
 from alml.surrogate.model import (
     TRAINING,
     LdosModel,
@@ -45,176 +42,17 @@ from alml.surrogate.model import (
     per_energy_std,
     save_ldos_model,
 )
-from alml.surrogate.observables import observables
+from alml.surrogate.snapshots import (
+    Snapshot,
+    _check_snapshots,
+    _descriptor_settings,
+    _snapshot,
+    load_points,
+    training_context,
+)
+from alml.surrogate.validation import ValidationSnapshot
 
 log = logging.getLogger(__name__)
-
-LDOS_FILE = "ldos.h5"
-DESCRIPTORS_FILE = "descriptors.h5"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The two files of one snapshot: LDOS and grid descriptors on the same grid."""
-
-    ldos: Path
-    descriptors: Path
-
-    @classmethod
-    def from_dir(cls, d: str | Path) -> Snapshot:
-        d = Path(d)
-        return cls(d / LDOS_FILE, d / DESCRIPTORS_FILE)
-
-
-def _snapshot(s: Snapshot | str | Path) -> Snapshot:
-    return s if isinstance(s, Snapshot) else Snapshot.from_dir(s)
-
-
-def descriptor_points(path: str | Path, indices: np.ndarray) -> np.ndarray:
-    """Descriptors (len(indices), K) at flat grid indices (C order over (nx, ny, nz)), read one k-plane at a time."""
-    import h5py
-
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    with h5py.File(path, "r") as f:
-        ds = f["descriptors"]
-        i, j, k = np.unravel_index(idx, ds.shape[:3])
-        out = np.empty((idx.size, ds.shape[3]), dtype=ds.dtype)
-        for kk in np.unique(k):
-            sel = np.nonzero(k == kk)[0]
-            plane = ds[:, :, int(kk), :]
-            out[sel] = plane[i[sel], j[sel]]
-    return out
-
-
-def _grid_shape(path: Path) -> tuple[int, ...]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return tuple(int(v) for v in f["descriptors"].shape)
-
-
-def _check_snapshots(snapshots: Sequence[Snapshot]) -> tuple[EnergyLadder, list[tuple[int, int, int]]]:
-    """The common energy ladder and each snapshot's grid shape; error if a ladder or a descriptor grid differs."""
-    ladder: EnergyLadder | None = None
-    shapes = []
-    for s in snapshots:
-        with LdosFile(s.ldos) as f:
-            dshape = _grid_shape(s.descriptors)
-            if tuple(dshape[:3]) != tuple(f.shape):
-                raise ValueError(f"{s.descriptors} grid {dshape[:3]} differs from {s.ldos} grid {f.shape}")
-            if ladder is None:
-                ladder = f.ladder
-            elif f.ladder.key() != ladder.key():
-                raise ValueError(f"{s.ldos}: energy ladder {f.ladder.key()} differs from {ladder.key()}")
-            shapes.append(tuple(f.shape))
-    if ladder is None:
-        raise ValueError("no training snapshots given")
-    return ladder, shapes
-
-
-def load_points(
-    snapshots: Sequence[Snapshot | str | Path], points_per_snapshot: int | None = None, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, EnergyLadder]:
-    """Descriptors (N, K) and LDOS (N, n_e) float32 of grid points pooled from ``snapshots`` (all points, or
-    ``points_per_snapshot`` drawn without replacement from each), and their common energy ladder."""
-    snaps = [_snapshot(s) for s in snapshots]
-    ladder, shapes = _check_snapshots(snaps)
-    xs, ys = [], []
-    for n, (s, shape) in enumerate(zip(snaps, shapes)):
-        n_points = int(np.prod(shape))
-        if points_per_snapshot is None or points_per_snapshot >= n_points:
-            idx = np.arange(n_points)
-        else:
-            rng = np.random.default_rng([seed, n])
-            idx = np.sort(rng.choice(n_points, size=points_per_snapshot, replace=False))
-        with LdosFile(s.ldos) as f:
-            ys.append(f.points(idx).astype(np.float32, copy=False))
-        xs.append(descriptor_points(s.descriptors, idx).astype(np.float32, copy=False))
-    return np.concatenate(xs), np.concatenate(ys), ladder
-
-
-@dataclass(frozen=True)
-class ValidationSnapshot:
-    """A whole snapshot for physics validation: descriptors (P, K), LDOS (P, n_e) and what observables need.
-
-    ``density`` (P,) 1/Å³ is the true LDOS's density; with ``pseudopotentials`` (element -> UPF path or
-    :class:`~alml.surrogate.total_energy.PseudoData`) the true LDOS's total free energy is kept too, and
-    :meth:`metrics` adds the total-energy error.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    ladder: EnergyLadder
-    volume: float
-    n_electrons: float
-    temperature: float
-    n_atoms: int
-    band_energy: float  #: eV, of the true LDOS
-    density: np.ndarray | None = None  #: (P,) 1/Å³, of the true LDOS
-    atoms: Atoms | None = None
-    shape: tuple[int, int, int] | None = None
-    ecut: float | None = None  #: eV, the density cutoff (QE's ecutrho), None: no G-sphere
-    pseudopotentials: dict[str, Any] | None = None
-    total_energy: float | None = None  #: eV, free energy of the true LDOS (with pseudopotentials)
-
-    @classmethod
-    def read(cls, s: Snapshot | str | Path, pseudopotentials: dict[str, Any] | None = None) -> ValidationSnapshot:
-        s = _snapshot(s)
-        with LdosFile(s.ldos) as f:
-            y = f.read(np.float32).reshape(f.n_points, f.ladder.n)
-            x = descriptor_points(s.descriptors, np.arange(f.n_points)).astype(np.float32, copy=False)
-            obs = observables(y, f.ladder, f.volume, f.n_electrons, f.temperature)
-            v = cls(
-                x, y, f.ladder, f.volume, f.n_electrons, f.temperature, len(f.atoms), float(obs.band_energy),
-                obs.density, f.atoms, f.shape, f.ecutrho, pseudopotentials,
-            )
-            if pseudopotentials is not None:
-                object.__setattr__(v, "total_energy", v._free_energy(obs))
-            return v
-
-    def _free_energy(self, obs: Any) -> float:
-        from alml.surrogate.total_energy import total_energy
-
-        assert self.atoms is not None and self.shape is not None and self.pseudopotentials is not None
-        terms = total_energy(
-            np.reshape(obs.density, self.shape), self.atoms, obs.band_energy, obs.entropy_term,
-            self.pseudopotentials, self.ecut,
-        )
-        return float(terms.free_energy)
-
-    def band_energy_error(self, pred: np.ndarray) -> float:
-        """|E_b(pred) − E_b(true)| in meV/atom (NaN when the prediction has no Fermi level)."""
-        try:
-            eb = observables(
-                pred, self.ladder, self.volume, self.n_electrons, self.temperature, with_density=False
-            ).band_energy
-        except (ValueError, RuntimeError, ArithmeticError):
-            return float("nan")
-        return abs(eb - self.band_energy) * 1000.0 / max(self.n_atoms, 1)
-
-    def metrics(self, pred: np.ndarray) -> dict[str, float]:
-        """Per-epoch physics metrics of a predicted LDOS (P, n_e): ``val_band_energy_mev_per_atom`` (|ΔE_b|),
-        ``val_density_error_percent`` (:func:`alml.surrogate.metrics.density_error_percent`) and, with
-        pseudopotentials, ``val_total_energy_mev_per_atom`` (|ΔF|); NaN where the prediction has no Fermi level."""
-        nan = float("nan")
-        out = {"val_band_energy_mev_per_atom": nan, "val_density_error_percent": nan}
-        if self.total_energy is not None:
-            out["val_total_energy_mev_per_atom"] = nan
-        try:
-            obs = observables(pred, self.ladder, self.volume, self.n_electrons, self.temperature)
-        except (ValueError, RuntimeError, ArithmeticError):
-            return out
-        out["val_band_energy_mev_per_atom"] = abs(mev_per_atom(obs.band_energy - self.band_energy, self.n_atoms))
-        if self.density is not None:
-            out["val_density_error_percent"] = density_error_percent(obs.density, self.density)
-        if self.total_energy is not None:
-            try:
-                out["val_total_energy_mev_per_atom"] = abs(
-                    mev_per_atom(self._free_energy(obs) - self.total_energy, self.n_atoms)
-                )
-            except (ValueError, RuntimeError, ArithmeticError, FloatingPointError):
-                pass
-        return out
 
 
 class InMemoryPoints:
@@ -467,47 +305,3 @@ def train_ldos_model(
         model.path, model.provenance = Path(out), prov
     return model
 
-
-def _descriptor_settings(path: Path) -> dict[str, Any] | None:
-    import json
-
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        s = f.attrs.get("settings")
-    return json.loads(s) if s is not None else None
-
-
-def training_context(snapshots: Sequence[Snapshot | str | Path]) -> dict[str, Any]:
-    """What prediction needs to know about the training snapshots, from their LDOS file headers.
-
-    ``temperature`` (K) and ``ecutrho`` (eV, None if not recorded) of the first snapshot, the set of
-    ``temperatures``, ``pseudopotentials`` (element -> "file sha256:prefix" from the DFT provenance, when
-    recorded), ``elements``, and the first snapshot's ``grid_shape``, ``cell`` (Å) and ``n_electrons``.
-    """
-    snaps = [_snapshot(s) for s in snapshots]
-    temperatures: set[float] = set()
-    elements: set[str] = set()
-    pseudos: dict[str, str] = {}
-    first: dict[str, Any] = {}
-    for s in snaps:
-        with LdosFile(s.ldos) as f:
-            temperatures.add(f.temperature)
-            symbols = set(f.atoms.get_chemical_symbols())
-            elements |= symbols
-            pseudos.update({el: f.provenance[f"pseudo_{el}"] for el in symbols if f"pseudo_{el}" in f.provenance})
-            if not first:
-                first = {
-                    "temperature": f.temperature,
-                    "ecutrho": f.ecutrho,
-                    "grid_shape": list(f.shape),
-                    "cell": np.asarray(f.atoms.cell[:]).tolist(),
-                    "n_electrons": f.n_electrons,
-                    "n_atoms": len(f.atoms),
-                }
-    return {
-        **first,
-        "temperatures": sorted(temperatures),
-        "elements": sorted(elements),
-        "pseudopotentials": dict(sorted(pseudos.items())),
-    }
