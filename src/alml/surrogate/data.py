@@ -39,10 +39,10 @@ from alml.dft.ldos import (
 )
 from alml.dft.settings import DFTSettings, PwProfile
 from alml.io import atomic_write_json
+from alml.surrogate.snapshots import DESCRIPTORS_FILE
 
 log = logging.getLogger(__name__)
 
-DESCRIPTORS_FILE = "descriptors.h5"
 MANIFEST_FILE = "manifest.json"
 
 

@@ -34,6 +34,7 @@ from alml.data.grids import LdosMeta, read_ldos_h5
 from alml.io import atomic_write_json, atomic_write_text
 from alml.surrogate.metrics import density_error_percent, density_spread_percent, mev_per_atom
 from alml.surrogate.observables import LdosObservables, observables
+from alml.surrogate.snapshots import DESCRIPTORS_FILE, LDOS_FILE
 
 ERRORS = (
     "band_energy_error_mev_per_atom",
@@ -236,13 +237,13 @@ def evaluate_model(
     rows, curves = [], []
     for s in snapshots:
         s = Path(s)
-        truth, meta = read_ldos_h5(s / "ldos.h5")
+        truth, meta = read_ldos_h5(s / LDOS_FILE)
         if meta.ladder.key() != m.ladder.key():
             raise ValueError(f"{s}: energy ladder {meta.ladder.key()} differs from the model's {m.ladder.key()}")
         pseudos = None
         if total_energy:
             pseudos = pseudopotentials or _default_pseudos(meta)
-        pred = predict_members(m, _read_descriptors(s / "descriptors.h5"))
+        pred = predict_members(m, _read_descriptors(s / DESCRIPTORS_FILE))
         row, curve = snapshot_errors(pred, truth, meta, s.name, pseudos)
         rows.append(row)
         curves.append(curve)

@@ -43,9 +43,8 @@ from alml.data.grids import EnergyLadder, Kernel, LdosFile, LdosMeta, is_valid_l
 from alml.descriptors.settings import MALA_AL, BispectrumSettings, n_bispectrum
 from alml.io import atomic_write, atomic_write_json, sha256_json
 from alml.surrogate.mala_meta import SnapshotInfo, info_dict, read_info, read_qe_output
+from alml.surrogate.snapshots import DESCRIPTORS_FILE, LDOS_FILE
 
-LDOS_FILE = "ldos.h5"  #: names of :meth:`alml.surrogate.snapshots.Snapshot.from_dir`
-DESCRIPTORS_FILE = "descriptors.h5"
 _SLAB_BYTES = 128 << 20
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from alml.data.grids import EnergyLadder, LdosFile
+from alml.dft.ldos import LDOS_FILE
 
-LDOS_FILE = "ldos.h5"
 DESCRIPTORS_FILE = "descriptors.h5"
 
 
