@@ -56,14 +56,17 @@ the highest μ). MALA's descriptors (``MALA_AL``, 2J = 10, 91 components, float3
 0.3–3.7 s, nscf ~1 s, pp.x ~3 s for 166 energies x 14 k-points; the 8-atom SCF 2 s).
 
 **Cost** (CPU seconds per 32-atom MD snapshot at 1 rank, scaled from the perfect 32-atom cell measured here:
-SCF 178 s CPU with 20 k-points, nscf 219 s, pp.x 311 s for 136 energies, docs/benchmarks.md and
-runs/validate_observables): SCF ~1,300 s (5.6x the k-points, ~30 % more iterations), nscf ~1,400 s (~90 bands to
-cover the window), pp.x ~3,500 s (291 energies x 112 k; pp.x costs ~0.1 s per energy and k-point here),
-descriptors ~110 s, conversion ~60 s: ~1.8 CPU-hours. Wall time on this shared 2-core machine has run 1.6–3x the CPU
-time: **3–5 h per snapshot at 1 rank**, 14 snapshots ≈ 2–3 days (≈ 1 h per snapshot with ``--ranks 2`` on a quiet
-machine). The 108-atom SCF (194 bands, 36 k-points, 96³ grid, ~6 GB of wavefunctions in memory): ~2.5 CPU-hours,
-4–8 h wall, last. The liquid's 72³ grid makes its pp.x and descriptors ~1.4x dearer. Disk: ldos.h5 0.3 GB
-(liquid 0.43 GB) + descriptors.h5 0.1 GB per snapshot (never committed).
+SCF 178 s CPU with 20 k-points, nscf 219 s, LDOS 18 s for 136 energies with the native engine against 342 s for
+pp.x + conversion, docs/benchmarks.md, runs/validate_observables, bench/bench_ldos_engine.py): SCF ~1,300 s (5.6x the
+k-points, ~30 % more iterations), nscf ~1,400 s (~90 bands to cover the window; ~4x more when Davidson fails and
+``run_nscf`` retries with cg, as it did once on the 20-k cell: 925 s instead of 219 s), LDOS ~90 s (native engine,
+``alml.dft.ldos_native``: ~0.6–0.75 s per k-point x 112 k, no symmetry to average over, written straight into
+ldos.h5; pp.x would take ~3,500 s: ~0.1 s per energy and k-point), descriptors ~110 s: ~0.8 CPU-hours. Wall time
+on this shared 2-core machine has run 1.6–3x the CPU time: **1.3–2.5 h per snapshot at 1 rank**, 14 snapshots
+≈ 0.8–1.5 days (≈ 0.5 h per snapshot with ``--ranks 2`` on a quiet machine; the native LDOS runs on one core). The
+108-atom SCF (194 bands, 36 k-points, 96³ grid, ~6 GB of wavefunctions in memory): ~2.5 CPU-hours, 4–8 h wall, last.
+The liquid's 72³ grid makes its LDOS and descriptors ~1.4x dearer. Disk: ldos.h5 0.3 GB (liquid 0.43 GB) +
+descriptors.h5 0.1 GB per snapshot (never committed).
 
 Outputs under ``--root`` (default ``runs/ldos_v1``, not committed): ``candidates.extxyz``; ``snapshots/<job>/``
 (``ldos.h5``, ``descriptors.h5``; pw.x runs in ``snapshots/dft/``); ``large/<job>/reference.{json,npz}``;

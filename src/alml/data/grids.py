@@ -99,6 +99,21 @@ class EnergyLadder:
         return (round(self.emin, 9), round(self.spacing, 12), self.n, round(self.broadening, 12), self.kernel)
 
 
+def broadening_kernel(delta: np.ndarray, width: float, kernel: Kernel) -> np.ndarray:
+    """pp.x's broadening K_σ(Δ) in 1/eV for Δ = E − ε (eV), width σ = ``degauss_ldos`` (eV); ∫ K dΔ = 1.
+
+    ``fermi-dirac``: 1/(2 + eˣ + e⁻ˣ)/σ (QE ``w0gauss(x, -99)``); ``gaussian``: exp(−x²)/(√π σ) (``ngauss 0``).
+    """
+    x = np.asarray(delta, dtype=float) / width
+    if kernel == "fermi-dirac":
+        ax = np.abs(x)
+        e = np.exp(-ax)
+        return e / (1.0 + e) ** 2 / width
+    if kernel == "gaussian":
+        return np.exp(-x * x) / (math.sqrt(math.pi) * width)
+    raise ValueError(f"unknown kernel {kernel!r}: use 'fermi-dirac' or 'gaussian'")
+
+
 # --- QE's reference results ------------------------------------------------------------------------
 
 

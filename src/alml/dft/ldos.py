@@ -1,4 +1,4 @@
-"""LDOS on the FFT grid with pp.x (QE 6.7), converted to one HDF5 file per snapshot.
+"""LDOS on the FFT grid from pw.x's wavefunctions (natively, or with pp.x), one HDF5 file per snapshot.
 
 Steps for one snapshot (each resumable; a work directory named by the hash of its inputs):
 
@@ -8,10 +8,12 @@ Steps for one snapshot (each resumable; a work directory named by the hash of it
 2. An nscf, only when needed: with more bands when the SCF's bands do not cover the ladder (the LDOS would
    miss states near its top), and with Gaussian smearing when ``kernel: gaussian`` (pp.x broadens with the
    smearing function of the run it reads).
-3. pp.x, ``plot_num = 3``, serially or ``mpirun -np R pp.x`` — never with k-point pools (``-nk`` gives a wrong
-   LDOS for ultrasoft pseudopotentials in QE 6.7) — writing ``ldosNNN.cube`` per energy.
-4. The cubes, in 1/(Ry·Bohr³), are converted to 1/(eV·Å³) and streamed into ``ldos.h5``
-   (:mod:`alml.data.grids`, written atomically); then the cubes, pp.x's intermediate files and ``out/`` go.
+3. ``engine: native`` (default; :mod:`alml.dft.ldos_native`): the LDOS straight from ``out/pw.save/wfcN.dat``,
+   each k-point read once (norm-conserving only). ``engine: ppx``: pp.x, ``plot_num = 3``, serially or
+   ``mpirun -np R pp.x`` — never with k-point pools (``-nk`` gives a wrong LDOS for ultrasoft pseudopotentials
+   in QE 6.7) — writing ``ldosNNN.cube`` per energy in 1/(Ry·Bohr³), converted to 1/(eV·Å³). The two agree
+   to the cubes' 5 digits (tests/test_ldos.py).
+4. ``ldos.h5`` (:mod:`alml.data.grids`) is written atomically; then the cubes, pp.x's files and ``out/`` go.
 
 pp.x facts relied on (QE 6.7, measured; /work/shared/recipes): ``emin``, ``emax``, ``delta_e``,
 ``degauss_ldos`` in eV and absolute; the energy count is INT((emax − emin)/delta_e) + 1, so emax is passed as
@@ -41,8 +43,10 @@ from pydantic import Field, model_validator
 from alml.config import Config
 from alml.data.grids import EnergyLadder, Kernel, LdosMeta, QEReference, energy_chunk, is_valid_ldos_h5, write_ldos_h5
 from alml.dft.errors import DFTCrashError, DFTError, DFTTimeoutError
+from alml.dft.ldos_native import write_native_ldos_h5
 from alml.dft.settings import DFTSettings, PwProfile
 from alml.dft.tasks import DFTResult, label, settings_hash
+from alml.dft.wavefunctions import read_charge_density as read_charge_density  # moved; re-exported
 from alml.io import atomic_write_json, atomic_write_text, sha256_json
 from alml.structures import structure_hash
 from alml.units import BOHR, HARTREE, RYDBERG
@@ -84,6 +88,7 @@ class LdosSettings(Config):
     )
     align: bool = True
     complete_bands: bool = Field(True, description="run an nscf with more bands when the SCF's do not cover the ladder")
+    engine: Literal["native", "ppx"] = Field("native", description="native: from the wavefunctions; ppx: pp.x")
     dtype: Literal["float32", "float64"] = "float32"
     keep_outdir: bool = Field(False, description="keep pw.x's out/ (wavefunctions) after conversion")
 
@@ -184,29 +189,6 @@ def read_qe_xml(path: str | Path) -> QEBands:
         eigenvalues=e, k_weights=w, occupations=f, fermi_level=float(ef.text) * HARTREE,  # type: ignore[arg-type]
         band_energy=float(np.sum(w[:, None] * f * e)), n_electrons=nelec, totals=totals,
     )
-
-
-def read_charge_density(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """pw.x's ``charge-density.dat`` (QE 6.x Fortran binary, one spin) as n(r) (nx, ny, nz) in 1/Å³.
-
-    The file holds ρ(G) (electrons/Bohr³) on the G-sphere with Miller indices; it is placed on the FFT grid
-    of ``shape`` (pw.x's dense grid) and transformed, so n(r) is QE's SCF density at the grid points.
-    """
-    from scipy.io import FortranFile
-
-    with FortranFile(str(path), "r") as f:
-        gamma_only, _, nspin = (int(v) for v in f.read_record(np.int32))
-        f.read_record(np.float64)  # reciprocal vectors (2π/alat)
-        mill = f.read_record(np.int32).reshape(-1, 3)
-        rho = f.read_record(np.complex128)
-    if nspin != 1:
-        raise DFTError(f"{path}: only spin-unpolarised densities are supported (nspin = {nspin})")
-    ng = np.zeros(shape, dtype=complex)
-    idx = tuple(mill[:, d] % shape[d] for d in range(3))
-    ng[idx] = rho
-    if gamma_only:
-        ng[tuple(-mill[:, d] % shape[d] for d in range(3))] = np.conj(rho)
-    return np.real(np.fft.ifftn(ng) * ng.size) / BOHR**3
 
 
 def read_cube(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -363,7 +345,8 @@ def run_nscf(workdir: Path, scf_input: str, nbnd: int, profile: PwProfile, gauss
 
 
 def ldos_settings_hash(ldos: LdosSettings) -> str:
-    return sha256_json(ldos.model_dump(mode="json", exclude={"dtype", "keep_outdir"}))[:16]
+    """Hash of what changes the LDOS: not dtype, keep_outdir or engine (the engines agree to 5 digits)."""
+    return sha256_json(ldos.model_dump(mode="json", exclude={"dtype", "keep_outdir", "engine"}))[:16]
 
 
 def snapshot_temperature(atoms: Atoms, default: float | None = None) -> float:
@@ -403,7 +386,7 @@ def compute_ldos(
     """Compute (or reuse) the LDOS file of one snapshot at electronic ``temperature`` (K); return its path.
 
     The result is ``<root>/<job>/ldos.h5``; an existing valid file is returned at once. An interrupted run
-    resumes from the last finished step (SCF, nscf, pp.x, conversion).
+    resumes from the last finished step (SCF, nscf, pp.x).
     """
     dft = dft_at_temperature(dft or DFTSettings(), temperature)
     ldos = ldos or LdosSettings()
@@ -420,7 +403,6 @@ def compute_ldos(
         ladder = ldos.ladder(scf.fermi_level)
         check_ladder_bottom(ladder, float(scf.eigenvalues.min()))
         bands = _nscf_stage(workdir, scf, ladder, ldos, pw_profile)
-        cubes = _pp_stage(workdir, ladder, pp_profile)
         meta = LdosMeta(
             atoms=atoms.copy(),
             ladder=ladder,
@@ -441,9 +423,12 @@ def compute_ldos(
                 occupations=scf.occupations,
             ),
             provenance={**result.provenance, "dft_job": result.job, "settings_hash": result.settings_hash,
-                        "ldos_settings": ldos.model_dump(mode="json"), "pp_x": "plot_num=3"},
+                        "ldos_settings": ldos.model_dump(mode="json"), "ldos_engine": ldos.engine},
         )
-        cubes_to_h5(cubes, meta, h5, ldos.dtype)
+        if ldos.engine == "ppx":
+            cubes_to_h5(_pp_stage(workdir, ladder, pp_profile), meta, h5, ldos.dtype)
+        else:
+            write_native_ldos_h5(workdir / "out" / "pw.save", meta, h5, bands.eigenvalues, bands.k_weights, ldos.dtype)
         _cleanup(workdir, keep_outdir=ldos.keep_outdir)
     return h5
 

@@ -44,7 +44,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import brentq
 
-from alml.data.grids import EnergyLadder, Kernel
+from alml.data.grids import EnergyLadder, broadening_kernel
 from alml.units import KB
 
 Method = Literal["kernel", "trapezoid"]
@@ -55,21 +55,7 @@ _TAIL = {"fermi-dirac": 23.0, "gaussian": 4.8}
 
 
 # --- kernels and occupations --------------------------------------------------------------------
-
-
-def broadening_kernel(delta: np.ndarray, width: float, kernel: Kernel) -> np.ndarray:
-    """pp.x's broadening K_σ(Δ) in 1/eV for Δ = E − ε (eV), width σ = ``degauss_ldos`` (eV); ∫ K dΔ = 1.
-
-    ``fermi-dirac``: 1/(2 + eˣ + e⁻ˣ)/σ (QE ``w0gauss(x, -99)``); ``gaussian``: exp(−x²)/(√π σ) (``ngauss 0``).
-    """
-    x = np.asarray(delta, dtype=float) / width
-    if kernel == "fermi-dirac":
-        ax = np.abs(x)
-        e = np.exp(-ax)
-        return e / (1.0 + e) ** 2 / width
-    if kernel == "gaussian":
-        return np.exp(-x * x) / (math.sqrt(math.pi) * width)
-    raise ValueError(f"unknown kernel {kernel!r}: use 'fermi-dirac' or 'gaussian'")
+# broadening_kernel (pp.x's K_σ) lives beside EnergyLadder in alml.data.grids and is imported from there.
 
 
 def fermi_function(energy: np.ndarray, mu: float, temperature: float) -> np.ndarray:
