@@ -7,16 +7,8 @@ Grid: 32-atom fcc Al (2x2x2 cubic cells, a = 4.04 Å), the dense FFT grid pw.x p
 wheel; MALA: mpi4py + LAMMPS under the same launcher). alml and MALA run alternately in the same
 process of this script, on the same grid and settings, and their arrays are compared point for point.
 
-MALA lives in its own virtual environment (never a dependency of alml). Set it up with:
-
-    python3 -m venv /tmp/mala-venv
-    /tmp/mala-venv/bin/pip install torch==2.13.0
-    /tmp/mala-venv/bin/pip install "materials-learning-algorithms==1.4.*" lammps mpich mpi4py
-
-The MALA 1.4.0 wheel on PyPI lacks its LAMMPS input files (``mala/descriptors/inputfiles``), so this
-script writes equivalent ones (same computes and settings as MALA's ``in.bgrid*.python``) and passes
-them through ``parameters.descriptors.custom_lammps_compute_file``. Without the venv the MALA columns
-are skipped with a note.
+MALA lives in its own virtual environment (never a dependency of alml): set-up and the LAMMPS inputs the
+MALA 1.4.0 wheel lacks are in ``bench/mala_venv.py``. Without the venv the MALA columns are skipped with a note.
 """
 
 from __future__ import annotations
@@ -25,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -34,53 +25,12 @@ from pathlib import Path
 
 import numpy as np
 from ase.build import bulk
+from mala_venv import lammps_input, run_mala
 
 from alml.descriptors import MALA_AL, on_grid, per_atom, qe_fft_shape
 
 A0 = 4.04
 ECUTRHO = 160.0
-
-# LAMMPS inputs equivalent to MALA's in.bgrid_n1.python (serial) and in.bgridlocal_n1.python (MPI).
-MALA_SERIAL_INPUT = """\
-units metal
-read_data ${atom_config_fname}
-mass * 1.0
-run_style verlet
-variable rfac0 equal 0.99363
-variable rmin0 equal 0
-variable wj equal 1
-variable radelem equal 0.5
-variable bzero equal 0
-variable quadratic equal 0
-compute bgrid all sna/grid grid ${ngridx} ${ngridy} ${ngridz} ${rcutfac} ${rfac0} ${twojmax} ${radelem} ${wj} &
-  rmin0 ${rmin0} bzeroflag ${bzero} quadraticflag ${quadratic} switchflag ${switch}
-variable rcutneigh equal 2.0*${rcutfac}*${radelem}
-pair_style zero ${rcutneigh}
-pair_coeff * *
-thermo_style custom step temp ke pe vol c_bgrid[1][1]
-thermo_modify norm yes
-run 0
-"""
-MALA_MPI_INPUT = """\
-${lammps_procs}
-units metal
-read_data ${atom_config_fname}
-mass * 1.0
-variable radelem equal 0.5
-variable rcutneigh equal 2.0*${rcutfac}*${radelem}
-pair_style zero ${rcutneigh}
-pair_coeff * *
-${zbal}
-variable rfac0 equal 0.99363
-variable rmin0 equal 0
-variable wj equal 1
-variable bzero equal 0
-variable quadratic equal 0
-compute bgridlocal all sna/grid/local grid ${ngridx} ${ngridy} ${ngridz} ${rcutfac} ${rfac0} ${twojmax} &
-  ${radelem} ${wj} rmin0 ${rmin0} bzeroflag ${bzero} quadraticflag ${quadratic} switchflag ${switch}
-thermo_modify norm yes
-run 0
-"""
 
 # Runs inside the MALA venv: compute the grid with MALA, time it, save rank 0's full array.
 MALA_WORKER = textwrap.dedent(
@@ -118,23 +68,13 @@ def _mala_run(
     venv: Path, structure: Path, shape: tuple[int, int, int], twojmax: int, nprocs: int, tmp: Path
 ) -> tuple[float, float, np.ndarray]:
     """MALA's time inside its calculation (calculate_from_atoms + gather), its process wall time, its array."""
-    py = venv / "bin" / "python"
-    infile = tmp / ("in.mala_mpi" if nprocs > 1 else "in.mala_serial")
-    infile.write_text(MALA_MPI_INPUT if nprocs > 1 else MALA_SERIAL_INPUT)
+    infile = lammps_input(tmp, nprocs)
     worker = tmp / "mala_worker.py"
     worker.write_text(MALA_WORKER)
     out = tmp / "mala.npy"
-    args = [str(py), str(worker), str(structure), str(out), str(twojmax), str(MALA_AL.rcutfac), *map(str, shape)]
+    args = [str(worker), str(structure), str(out), str(twojmax), str(MALA_AL.rcutfac), *map(str, shape)]
     args += ["1" if nprocs > 1 else "0", str(infile), str(tmp)]
-    if nprocs > 1:
-        args = [str(venv / "bin" / "mpiexec"), "-n", str(nprocs), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", LD_LIBRARY_PATH=str(venv / "lib"))
-    t0 = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"MALA run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    info = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    info, wall = run_mala(venv, args, cwd=tmp, nprocs=nprocs)
     k = MALA_AL.model_copy(update={"twojmax": twojmax}).n_components
     return float(info["seconds"]), wall, np.load(out)[..., -k:]
 

@@ -1,0 +1,657 @@
+"""alml vs MALA 1.4 side by side on the same data and machine (issue #4, part 8): training time per epoch, band-energy
+and Fermi-level errors on the test snapshots, and end-to-end prediction time (descriptors, network, observables) in
+grid points/s at 1 and 2 cores, with both codes' test errors next to their throughput.
+
+**On the acceptance data**, from the repository root, once ``bench/build_ldos_dataset.py`` has finished
+(``--status`` says so; MALA's venv as in ``bench/mala_venv.py``)::
+
+    nohup nice -n 10 .venv/bin/python bench/bench_mala_side_by_side.py --atoms 108 > /dev/null 2>&1 &
+    tail -f runs/mala_side_by_side/side_by_side.log          # progress (MALA's own output: mala.log)
+
+That trains both codes with examples/ldos_al.yaml ((400, 400) ReLU, 150 epochs at most, batch 1024, lr 1e-3, plateau
+schedule, early stopping after 25 epochs) on the 7 training snapshots (4 solid cells of 64³ points, 3 liquid of 72³:
+2.2 M points), tests on the 6 test snapshots, and times prediction of a 32-atom test cell (64³) and a 108-atom fcc
+cell (96³) at 1 and 2 cores. Expected cost on this 2-core machine (estimates from the measured per-point rates in
+examples/ldos_al.yaml and docs/benchmarks.md, not measured end to end): training up to ~4 h per code (150 epochs of
+2.2 M points at ~20–28 k points/s, ~5x the acceptance config's sampled epochs; less with early stopping), testing
+~5 min, prediction ~40 min; memory up to ~4–6 GB while a code holds its training points (3.4 GB in float32);
+disk ~6.5 GB for ``mala_data/``. A rerun reuses both trained models; ``--epochs``,
+``--hidden``, ``--batch-size``, ``--lr`` or another ``--config`` change the shared settings (``output_scaling: single``
+in the config makes MALA use ``standard``). The figures then go to docs/benchmarks.md ("ML-DFT end-to-end prediction
+time"), from ``side_by_side.md``.
+
+Data: the builder's manifest ``<data>/dataset.json`` (default ``runs/ldos_v1``; its train, validation and test
+splits), or explicit snapshot folders ``--train GLOB... --val DIR --test GLOB...``. MALA is never an alml
+dependency: it runs in its own venv (``--mala-venv``, set-up in ``bench/mala_venv.py``) as subprocesses of
+``bench/mala_side_by_side_worker.py``. Outputs in ``--out`` (default ``runs/mala_side_by_side``; not committed):
+``side_by_side.json`` (everything), ``side_by_side.md`` (the tables, also printed), ``side_by_side.log``,
+``mala.log``; ``mala_data/`` (the snapshots in MALA's layout), ``alml_model/``, ``mala/`` (the MALA run).
+
+Steps (training is reused when its inputs are unchanged; ``--retrain`` starts over):
+
+1. **Export** every snapshot with :func:`alml.surrogate.mala.export_mala_snapshot` (``.in.npy`` with x, y, z then the
+   descriptors, ``.out.npy`` LDOS in 1/(eV·Å³), ``.info.json``, and the snapshot's pw.x output as ``.out``), so
+   both codes train and test on identical numbers. Disk: ~0.4 GB per 32-atom snapshot of the real data.
+2. **Train** one alml member (:func:`alml.surrogate.train_ldos_model`, config ``--config``, default
+   examples/ldos_al.yaml, forced to 1 member and *every* grid point, since MALA cannot subsample) and MALA
+   (``Parameters``, ``DataHandler``, ``Network``, ``Trainer``) with the same layers, activation, epochs, batch size,
+   learning rate, plateau schedule, early stopping and validation snapshot; per-feature standardised descriptors in
+   both; the LDOS scaling as close as MALA allows (:func:`mala_output_scaling`). Time per epoch: alml's training
+   history (includes its per-epoch physics validation, whose cost is measured once and reported); MALA's from the
+   moments it prints each epoch's validation loss (includes its validation MSE pass).
+3. **Test**: for every test snapshot, against the DFT reference stored in it (QE's band energy Σ w f ε and Fermi
+   level): alml's :func:`alml.surrogate.evaluate_model`; MALA's predicted LDOS (``Tester.predict_targets``) through
+   MALA's observables (``LDOS.get_self_consistent_fermi_energy``, ``get_band_energy``) and also through alml's (same
+   network output, alml's kernel-aware integration); "floors": each route's observables of the *true* LDOS vs QE.
+   MALA 1.4 computes total energies only through its compiled Quantum ESPRESSO module (``total_energy`` Python
+   module, not on PyPI), so only band energy and Fermi level are compared; alml's total-energy error is listed alone.
+4. **Throughput**: for a test snapshot's structure (and ``--atoms N`` fcc supercells), on the training grid spacing:
+   alml's :func:`alml.surrogate.predict` (``workers`` MPI ranks for the descriptors, ``threads`` torch threads) and
+   MALA's ``Predictor.predict_for_atoms`` + LDOS → band energy (1 core: serial; 2 cores: ``mpiexec -n 2`` with
+   ``use_mpi``, each rank its z-slab of descriptors and its LDOS, DOS reduced on rank 0), alternating, each in a
+   fresh process. Points/s = grid points / (descriptors + network + observables). alml's network time counts both of
+   its passes (the second feeds the density) and its ``total`` also holds the density and Harris–Foulkes energy,
+   which MALA's band-energy path does not compute: the comparison is conservative for alml.
+
+Like-for-like limits (also in ``side_by_side.json`` under ``notes``): MALA keeps the last epoch's weights, alml the
+best validation epoch's; MALA clips negative LDOS values of its predictions to zero; MALA's band energy integrates the
+broadened LDOS as it is, alml's undoes the ladder's broadening kernel (the floors show what that costs); MALA has no
+floor on per-energy output stds; MALA 1.4 needs a shim for torch 2.13 (``ReduceLROnPlateau(verbose=...)`` was removed)
+and has no learning-rate floor; alml evaluates its saved network in float64, MALA in float32; seeds differ.
+
+**Smoke test** (``--tiny``: the 4-atom snapshots of ``build_ldos_dataset.py --tiny``, 2J = 2, 166 energies; a
+(32, 32) ReLU network, 20 epochs, batch 256; throughput on a 4-atom test cell and a 32-atom fcc cell)::
+
+    nice -n 19 .venv/bin/python bench/build_ldos_dataset.py --tiny    # if runs/ldos_tiny is missing (~1-2 min)
+    nice -n 19 .venv/bin/python bench/bench_mala_side_by_side.py --tiny --atoms 32
+
+ran end to end in 2 min 10 s wall on the shared 2-core VM (1-minute load 2.9–3.8 from pw.x jobs beside it; 1 min
+26 s in an earlier run), 2026-11-21; a rerun that reuses both trained models took 45–105 s. Its numbers only prove the
+pipeline: two 4-atom training cells (2J = 2) cannot teach either network much (band-energy MAE: alml 69, MALA 662
+meV/atom, which the script flags as "NOT equal accuracy"), and on grids of 8,000–64,000 points the timings are
+dominated by start-up costs and by the load on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+WORKER = BENCH / "mala_side_by_side_worker.py"
+log = logging.getLogger("mala_side_by_side")
+
+#: --tiny: smoke-test overrides of the model config
+TINY_MODEL = {"network": {"hidden": [32, 32], "activation": "relu"}, "batch_size": 256,
+              "training": {"epochs": 20, "lr": 0.003, "patience": 15, "plateau_patience": 5}}
+#: alml activation -> torch.nn class name MALA instantiates
+MALA_ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Identity"}
+#: accuracies count as comparable within this factor, or within this many meV/atom
+EQUAL_RATIO, EQUAL_ABS_MEV = 1.5, 0.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tiny", action="store_true", help="smoke test on runs/ldos_tiny with a tiny network")
+    p.add_argument("--data", type=Path, default=None, help="builder root with dataset.json (default runs/ldos_v1)")
+    p.add_argument("--train", nargs="+", default=None, help="training snapshot folders (globs) instead of --data")
+    p.add_argument("--val", default=None, help="validation snapshot folder (with --train)")
+    p.add_argument("--test", nargs="+", default=None, help="test snapshot folders (globs; with --train)")
+    p.add_argument("--config", type=Path, default=REPO / "examples" / "ldos_al.yaml", help="LdosModelConfig YAML")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="override the hidden layer widths")
+    p.add_argument("--epochs", type=int, default=None, help="override the epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the training batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the learning rate")
+    p.add_argument("--mala-output-scaling", default="auto",
+                   choices=["auto", "feature-wise-standard", "standard", "minmax", "feature-wise-minmax"],
+                   help="MALA's output_rescaling_type (auto: closest to alml's output_scaling, see the docstring)")
+    p.add_argument("--train-threads", type=int, default=1, help="torch threads while training (both codes)")
+    p.add_argument("--cores", type=int, nargs="+", default=[1, 2], help="cores for the prediction timings")
+    p.add_argument("--atoms", type=int, nargs="*", default=[], help="also time fcc supercells of these sizes")
+    p.add_argument("--temperature", type=float, default=None, help="K for the fcc cells (default: the timed "
+                   "test snapshot's)")
+    p.add_argument("--predict-batch", type=int, default=8192, help="grid points per network batch in prediction")
+    p.add_argument("--mala-venv", type=Path, default=Path("/tmp/mala-venv"))
+    p.add_argument("--out", type=Path, default=None, help="default runs/mala_side_by_side (tiny: <data>/side_by_side)")
+    p.add_argument("--retrain", action="store_true", help="train both codes anew")
+    args = p.parse_args(argv)
+    if args.train and (args.val is None or not args.test):
+        p.error("--train needs --val and --test")
+    args.data = (args.data or REPO / "runs" / ("ldos_tiny" if args.tiny else "ldos_v1")).resolve()
+    default_out = args.data / "side_by_side" if args.tiny else REPO / "runs" / "mala_side_by_side"
+    args.out = (args.out or default_out).resolve()
+    return args
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def snapshot_sets(args: argparse.Namespace) -> dict[str, list[tuple[str, Path]]]:
+    """(name, folder) of the train, validation (the first one only, as alml validates on one) and test snapshots."""
+    if args.train:
+        from alml.surrogate.jobs import snapshot_dirs
+
+        sets = {"train": snapshot_dirs(args.train), "validation": snapshot_dirs([args.val])[:1],
+                "test": snapshot_dirs(args.test)}
+        return {k: [(d.name, d) for d in v] for k, v in sets.items()}
+    from mldft_acceptance import snapshot_groups
+
+    groups = snapshot_groups(args.data, args.out)
+    tests = [d for dirs in groups["test"].values() for d in dirs]
+    if not tests:
+        raise SystemExit(f"{args.data}: no finished test snapshot yet")
+    val = groups["validation"][0]
+    return {"train": [(d.name, d) for d in groups["train"]], "validation": [(val.name, val)],
+            "test": [(d.name, d) for d in tests]}
+
+
+def pw_output(snapshot: Path) -> Path:
+    """The pw.x SCF output of a snapshot folder (``dft.json``'s work directory), which MALA reads."""
+    dft = snapshot / "dft.json"
+    path = Path(json.loads(dft.read_text())["workdir"]) / "pw.out" if dft.is_file() else None
+    if path is None or not path.is_file():
+        raise SystemExit(f"{snapshot}: no pw.x output found (dft.json's workdir/pw.out): MALA needs it for the "
+                         "temperature, electron count and cell")
+    return path
+
+
+def export_all(sets: dict[str, list[tuple[str, Path]]], folder: Path) -> dict[str, dict[str, Any]]:
+    """Export every snapshot in MALA's layout into ``folder`` (skipped when already exported from the same file);
+    name -> {dir, name, grid, temperature, n_electrons, n_atoms, mala_parameters, descriptors} (what the MALA worker
+    and the configuration need)."""
+    from alml.data.grids import LdosFile
+    from alml.surrogate.mala import export_mala_snapshot
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, snap in {n: s for v in sets.values() for n, s in v}.items():
+        info_path = folder / f"{name}.info.json"
+        ldos = (snap / "ldos.h5").resolve()
+        fresh = (info_path.is_file() and (folder / f"{name}.out").is_file()
+                 and json.loads(info_path.read_text()).get("source") == str(ldos)
+                 and info_path.stat().st_mtime > ldos.stat().st_mtime)
+        if not fresh:
+            log.info("exporting %s to MALA's layout", name)
+            export_mala_snapshot(snap.resolve(), folder, name, qe_output=pw_output(snap))
+        info = json.loads(info_path.read_text())
+        with LdosFile(snap / "ldos.h5") as f:
+            out[name] = {"dir": str(folder), "name": name, "grid": list(f.shape), "temperature": f.temperature,
+                         "n_electrons": f.n_electrons, "n_atoms": len(f.atoms),
+                         "mala_parameters": info["mala_parameters"], "descriptors": info["descriptors"]}
+    return out
+
+
+def ldos_std(snapshots: list[Path]) -> np.ndarray:
+    """Per-energy std (n_e,) of the LDOS over every grid point of ``snapshots`` (float64 running sums)."""
+    from alml.data.grids import LdosFile
+
+    n, s, ss = 0, 0.0, 0.0
+    for d in snapshots:
+        with LdosFile(d / "ldos.h5") as f:
+            for _, _, slab in f.iter_slabs(max_bytes=64 << 20):
+                y = np.asarray(slab, dtype=np.float64).reshape(-1, slab.shape[-1])
+                n, s, ss = n + len(y), s + y.sum(0), ss + (y**2).sum(0)
+    mean = s / n
+    return np.sqrt(np.maximum(ss / n - mean**2, 0.0))
+
+
+# --- configuration ------------------------------------------------------------------------------------
+
+
+def model_config(args: argparse.Namespace) -> Any:
+    """The alml config: --config, --tiny and command-line overrides; one member, every grid point, in memory."""
+    from alml.config import load_config, parse_config
+    from alml.surrogate.model import LdosModelConfig
+
+    data = load_config(LdosModelConfig, args.config).model_dump(mode="json")
+    overrides: dict[str, Any] = dict(TINY_MODEL) if args.tiny else {}
+    overrides.update(members=1, points_per_snapshot=None, streaming=False, workers=1, threads=args.train_threads)
+    if args.hidden:
+        overrides["network"] = {**overrides.get("network", {}), "hidden": args.hidden}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    training = dict(overrides.get("training", {}))
+    if args.epochs:
+        training["epochs"] = args.epochs
+    if args.lr:
+        training["lr"] = args.lr
+    overrides["training"] = training
+    for key, value in overrides.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return parse_config(LdosModelConfig, data, "side-by-side overrides")
+
+
+def mala_output_scaling(output_scaling: str, y_std: np.ndarray, requested: str = "auto") -> tuple[str, str]:
+    """MALA's ``output_rescaling_type`` closest to alml's ``output_scaling``, and why.
+
+    alml ``per-energy`` standardises each energy with its std floored at ``OUTPUT_STD_FLOOR`` x the largest
+    (:func:`alml.surrogate.model.per_energy_std`); MALA's ``feature-wise-standard`` is the same without the floor,
+    so it is used only when no energy's std is below the floor (else MALA would blow up those energies' scaled
+    errors, or divide by zero), and MALA's documented LDOS choice ``minmax`` (one global min/max) otherwise.
+    alml ``single`` (one global std, no shift) maps to MALA ``standard`` (one global mean and std).
+    """
+    from alml.surrogate.model import OUTPUT_STD_FLOOR
+
+    if requested != "auto":
+        return requested, f"set by --mala-output-scaling (alml: {output_scaling})"
+    if output_scaling == "single":
+        return "standard", "alml 'single' (one global std, no shift) ~ MALA 'standard' (one global mean and std)"
+    small = np.asarray(y_std) < OUTPUT_STD_FLOOR * float(np.max(y_std))
+    if not small.any():
+        return "feature-wise-standard", "per-energy mean/std in both (no energy's std is below alml's floor)"
+    return "minmax", (
+        f"{int(small.sum())} of {small.size} energies have an LDOS std below {OUTPUT_STD_FLOOR:g} x the largest "
+        "(empty energies, e.g. below the band bottom): MALA's feature-wise-standard has no floor and would scale "
+        "them up without bound, so MALA uses its LDOS default, one global min-max; alml: per-energy with its floor"
+    )
+
+
+def mala_parameters(
+    cfg: Any, n_in: int, n_out: int, mala_meta: dict[str, Any], output_scaling: str
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """MALA ``Parameters`` sections (``{section: {attribute: value}}``) for alml's :class:`LdosModelConfig` ``cfg``
+    (``n_in`` descriptors, ``n_out`` energies; ``mala_meta``: the ``mala_parameters`` of an exported snapshot's
+    info.json), and the notes on what MALA cannot match."""
+    t = cfg.training
+    notes = []
+    if t.schedule == "cosine":
+        notes.append("MALA 1.4 has no cosine schedule: MALA runs at a constant learning rate")
+    if t.weight_decay:
+        notes.append("weight decay: alml AdamW (decoupled), MALA Adam with L2 penalty (l2_regularization)")
+    if t.grad_clip is not None:
+        notes.append("gradient clipping: alml only (MALA has none)")
+    if t.schedule == "plateau":
+        notes.append(f"learning-rate floor lr_min = {t.lr_min:g}: alml only (MALA passes no min_lr)")
+    sections: dict[str, dict[str, Any]] = {"descriptors": {}, "targets": {}}
+    for key, value in mala_meta.items():
+        section, attr = key.split(".")
+        sections[section][attr] = value
+    sections["data"] = {"input_rescaling_type": "feature-wise-standard", "output_rescaling_type": output_scaling}
+    sections["network"] = {
+        "nn_type": "feed-forward", "layer_sizes": [n_in, *cfg.network.hidden, n_out],
+        "layer_activations": MALA_ACTIVATIONS[cfg.network.activation], "layer_activations_include_output_layer": False,
+    }
+    sections["running"] = {
+        "optimizer": "Adam", "learning_rate": t.lr, "l2_regularization": t.weight_decay,
+        "max_number_epochs": t.epochs, "mini_batch_size": cfg.batch_size,
+        "learning_rate_scheduler": "ReduceLROnPlateau" if t.schedule == "plateau" else None,
+        "learning_rate_decay": t.plateau_factor, "learning_rate_patience": t.plateau_patience,
+        "early_stopping_epochs": t.patience or 0, "early_stopping_threshold": t.min_delta,
+        "use_shuffling_for_samplers": True, "checkpoints_each_epoch": 0,
+        "validation_metric": "ldos" if cfg.monitor == "val_loss" else "band_energy",
+    }
+    return sections, notes
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+def train_alml(sets: dict, cfg: Any, out: Path, retrain: bool) -> dict[str, Any]:
+    """One alml member on the training snapshots (reused when the folder holds the same config and data)."""
+    from alml.nn.training import log_progress, read_history
+    from alml.surrogate import train_ldos_model
+    from alml.surrogate.model import is_ldos_model_folder, predict_members
+    from alml.surrogate.validation import ValidationSnapshot
+
+    folder, record = out / "alml_model", out / "alml_train.json"
+    key = {"config": cfg.model_dump(mode="json"), "train": [str(d) for _, d in sets["train"]],
+           "validation": str(sets["validation"][0][1])}
+    done = json.loads(record.read_text()) if record.is_file() else None
+    if retrain or (done is not None and done["key"] != key):
+        shutil.rmtree(folder, ignore_errors=True)  # (an interrupted training, with no record yet, resumes)
+    elif done is not None and is_ldos_model_folder(folder):
+        log.info("alml: reusing the trained model in %s", folder)
+        return done
+    log.info("alml: training 1 member, hidden %s, %d epochs, on %d snapshots", list(cfg.network.hidden),
+             cfg.training.epochs, len(sets["train"]))
+    t0 = time.perf_counter()
+    model = train_ldos_model([d for _, d in sets["train"]], sets["validation"][0][1], cfg, folder,
+                             callbacks=[log_progress(1, log)])
+    total = time.perf_counter() - t0
+    history = read_history(folder / "training" / "member_00")
+    val = ValidationSnapshot.read(sets["validation"][0][1])
+    pred = predict_members(model, val.x)[0]
+    physics = math.inf
+    for _ in range(3):  # its cost per epoch, best of 3 (the machine is shared)
+        t0 = time.perf_counter()
+        val.metrics(pred)
+        physics = min(physics, time.perf_counter() - t0)
+    epoch_s = [h["time_s"] for h in history]
+    result = {
+        "key": key, "model": str(folder), "train_s": total, "epochs": len(history), "epoch_s": epoch_s,
+        "mean_epoch_s": float(np.mean(epoch_s)), "setup_s": total - float(np.sum(epoch_s)),
+        "physics_validation_s": physics, "val_loss": [h["val_loss"] for h in history],
+        "best_epoch": int(np.nanargmin([h[cfg.monitor] for h in history])) + 1, "weights": "best validation epoch",
+    }
+    record.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _mala_call(args: argparse.Namespace, mode: str, spec: dict[str, Any], nprocs: int = 1,
+               threads: int = 1) -> tuple[dict[str, Any], float]:
+    from mala_venv import run_mala
+
+    path = args.out / "mala" / f"{mode}.spec.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=1))
+
+    def progress(line: str) -> None:
+        if line.startswith(("Epoch ", "test ", "Traceback", "Error", "ERROR")):
+            log.info("MALA: %s", line)
+
+    return run_mala(args.mala_venv, [str(WORKER), mode, str(path)], cwd=path.parent, nprocs=nprocs,
+                    threads=threads, log=args.out / "mala.log", on_line=progress)
+
+
+def train_mala(args: argparse.Namespace, sets: dict, exported: dict, params: dict, seed: int) -> dict[str, Any]:
+    """MALA on the exported snapshots (reused when the saved run came from the same spec)."""
+    run_dir = args.out / "mala" / "run"
+    record = args.out / "mala" / "train.json"
+    spec = {"seed": seed, "threads": args.train_threads, "run_name": "mala_model", "run_dir": str(run_dir),
+            "mala": params, "train": [exported[n] for n, _ in sets["train"]],
+            "validation": [exported[sets["validation"][0][0]]]}
+    if args.retrain:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if (run_dir / "mala_model.zip").is_file() and record.is_file() and json.loads(record.read_text())["spec"] == spec:
+        log.info("MALA: reusing the trained run in %s", run_dir)
+        return json.loads(record.read_text())
+    log.info("MALA: training (%s)", ", ".join(f"{k}={v}" for k, v in params["running"].items()
+                                              if k in ("learning_rate", "max_number_epochs", "mini_batch_size")))
+    result, wall = _mala_call(args, "train", spec, threads=args.train_threads)
+    eps = result["epoch_s"]
+    result.update(spec=spec, process_s=wall, mean_epoch_s=float(np.mean(eps)) if eps else float("nan"),
+                  weights="last epoch")
+    record.write_text(json.dumps(result, indent=1))
+    return result
+
+
+# --- test ---------------------------------------------------------------------------------------------------
+
+
+def test_both(args: argparse.Namespace, sets: dict, exported: dict, alml_model: Path,
+              batch: int) -> list[dict[str, Any]]:
+    """Per test snapshot: both codes' band-energy and Fermi-level errors against the DFT reference (and floors)."""
+    from mldft_acceptance import floor_row
+
+    from alml.data.grids import read_ldos_h5
+    from alml.dft.pseudo import pseudopotential
+    from alml.surrogate import evaluate_model
+    from alml.surrogate.evaluate import snapshot_errors
+
+    names, dirs = [n for n, _ in sets["test"]], [d for _, d in sets["test"]]
+    log.info("alml: evaluating %d test snapshots", len(dirs))
+    t0 = time.perf_counter()
+    ev = evaluate_model(alml_model, dirs, args.out / "alml_eval", plots=False)
+    t_alml = time.perf_counter() - t0
+    pred_dir = args.out / "mala" / "predicted"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"threads": args.train_threads, "run_name": "mala_model", "run_dir": str(args.out / "mala" / "run"),
+            "batch_size": batch, "out_dir": str(pred_dir), "test": [exported[n] for n in names]}
+    log.info("MALA: testing %d snapshots", len(names))
+    mala, _ = _mala_call(args, "test", spec, threads=args.train_threads)
+    pseudos = {"Al": pseudopotential("Al")}
+    rows = []
+    for name, d, a, m in zip(names, dirs, ev.rows, mala["rows"]):
+        n = a.n_atoms
+        truth, meta = read_ldos_h5(d / "ldos.h5")
+        cross, _ = snapshot_errors(np.load(pred_dir / f"{name}.pred.npy")[None], truth, meta, name, pseudos)
+        floor = floor_row(d)
+        rows.append({
+            "name": name, "n_atoms": n, "temperature": meta.temperature, "reference": a.reference,
+            "band_ref": a.band_energy_ref, "fermi_ref": a.fermi_level_ref,
+            "mala_band_mev_per_atom": 1000.0 * (m["band_pred"] - a.band_energy_ref) / n,
+            "mala_fermi_mev": 1000.0 * (m["fermi_pred"] - a.fermi_level_ref),
+            "mala_tester_band_mev_per_atom": 1000.0 * (m["band_pred"] - m["band_true"]) / n,
+            "mala_floor_band_mev_per_atom": 1000.0 * (m["band_true"] - a.band_energy_ref) / n,
+            "mala_floor_fermi_mev": 1000.0 * (m["fermi_true"] - a.fermi_level_ref),
+            "alml_band_mev_per_atom": a.band_energy_error_mev_per_atom, "alml_fermi_mev": a.fermi_level_error_mev,
+            "alml_total_mev_per_atom": a.total_energy_error_mev_per_atom,
+            "alml_density_percent": a.density_error_percent,
+            "alml_floor_band_mev_per_atom": floor["floor_band_mev_per_atom"],
+            "alml_floor_fermi_mev": floor["floor_fermi_mev"],
+            "mala_net_alml_obs_band_mev_per_atom": cross.band_energy_error_mev_per_atom,
+            "mala_net_alml_obs_fermi_mev": cross.fermi_level_error_mev,
+            "mala_net_alml_obs_total_mev_per_atom": cross.total_energy_error_mev_per_atom,
+            "mala_raw": m, "alml_eval_s": t_alml / len(dirs),
+        })
+    return rows
+
+
+def mae(rows: list[dict[str, Any]], key: str) -> float:
+    v = np.abs([r[key] for r in rows], dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def accuracy_note(mae_mala: float, mae_alml: float) -> str:
+    """Whether two band-energy MAEs (meV/atom) are close enough to call the throughputs 'at equal accuracy'."""
+    if not (math.isfinite(mae_mala) and math.isfinite(mae_alml)):
+        return "accuracy not comparable: a band-energy MAE is missing"
+    lo, hi = sorted((mae_mala, mae_alml))
+    ratio = hi / lo if lo > 0 else math.inf
+    if hi - lo <= EQUAL_ABS_MEV or ratio <= EQUAL_RATIO:
+        return f"comparable accuracy: band-energy MAE MALA {mae_mala:.3g}, alml {mae_alml:.3g} meV/atom"
+    better = "alml" if mae_alml < mae_mala else "MALA"
+    return (f"NOT equal accuracy: band-energy MAE MALA {mae_mala:.3g} vs alml {mae_alml:.3g} meV/atom ({ratio:.1f}x, "
+            f"{better} better): read the throughputs with that in mind")
+
+
+# --- throughput -------------------------------------------------------------------------------------------
+
+
+def alml_predict(model: str, structure: str, temperature: float, grid: list[int], cores: int,
+                 batch: int) -> dict[str, Any]:
+    """alml's prediction (in a fresh child process): stage timings, band energy and Fermi level."""
+    from ase.io import read
+
+    from alml.runtime import set_threads
+    from alml.surrogate.model import load_ldos_model
+    from alml.surrogate.predict import PredictConfig, predict
+
+    set_threads(cores)
+    t0 = time.perf_counter()
+    m = load_ldos_model(model)
+    atoms = read(structure)
+    t_load = time.perf_counter() - t0
+    cfg = PredictConfig(workers=cores, threads=cores, grid_shape=tuple(grid), temperature=temperature,
+                        batch_points=batch, keep_density=False, write_density=False)
+    pred = predict(atoms, m, cfg)
+    t = dict(pred.timings)
+    return {"timings_s": t, "end_to_end_s": t["descriptors"] + t["network"] + t["observables"], "load_s": t_load,
+            "band_energy": pred.band_energy.value, "fermi_level": pred.fermi_level.value}
+
+
+def throughput(args: argparse.Namespace, sets: dict, exported: dict, alml_model: Path) -> list[dict[str, Any]]:
+    """Prediction timings of both codes per structure and core count, alternating alml and MALA."""
+    from ase.io import write
+    from bench_surrogate import fcc_cell
+    from mala_venv import lammps_input
+
+    from alml.data.grids import LdosFile
+    from alml.descriptors import qe_fft_shape
+    from alml.surrogate.model import load_ldos_model
+    from alml.units import RYDBERG
+
+    name, d = sets["test"][0]
+    with LdosFile(d / "ldos.h5") as f:
+        structures = [(f"{name} (test)", f.atoms.copy(), f.temperature, list(f.shape))]
+    ecut = load_ldos_model(alml_model).training_data["ecutrho"]
+    temperature = args.temperature or structures[0][2]
+    for n in args.atoms:
+        atoms = fcc_cell(n)
+        structures.append((f"fcc {n}", atoms, temperature, list(qe_fft_shape(atoms.cell[:], ecut / RYDBERG))))
+    folder = args.out / "structures"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, atoms, temp, grid in structures:
+        path = folder / (label.split(" ")[0].replace("/", "-") + f"-{len(atoms)}.xyz")
+        write(path, atoms, format="extxyz")
+        points = int(np.prod(grid))
+        for cores in args.cores:
+            base = {"structure": label, "n_atoms": len(atoms), "grid": grid, "points": points, "cores": cores,
+                    "temperature": temp}
+            load = os.getloadavg()[0]
+            log.info("alml: predicting %s (%d atoms, grid %s) on %d core(s)", label, len(atoms), grid, cores)
+            t0 = time.perf_counter()
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
+                a = ex.submit(alml_predict, str(alml_model), str(path), temp, grid, cores, args.predict_batch).result()
+            a.update(base, code="alml", process_s=time.perf_counter() - t0, load_before=load,
+                     descriptors_s=a["timings_s"]["descriptors"], network_s=a["timings_s"]["network"],
+                     observables_s=a["timings_s"]["observables"], setup=f"{cores} MPI rank(s) + {cores} torch "
+                     "thread(s)", points_per_s=points / a["end_to_end_s"])
+            rows.append(a)
+            spec = {"threads": 1, "nprocs": cores, "run_name": "mala_model",
+                    "run_dir": str(args.out / "mala" / "run"), "batch_size": args.predict_batch,
+                    "lammps_input": str(lammps_input(args.out / "mala", cores)), "grid": grid,
+                    "structure": str(path), "temperature": temp}
+            load = os.getloadavg()[0]
+            log.info("MALA: predicting %s on %d core(s)", label, cores)
+            m, wall = _mala_call(args, "predict", spec, nprocs=cores, threads=1)
+            m.update(base, code="MALA", process_s=wall, load_before=load, points_per_s=points / m["end_to_end_s"],
+                     setup="serial, 1 torch thread" if cores == 1 else f"mpiexec -n {cores}, 1 torch thread each")
+            rows.append(m)
+            log.info("  alml %.0f points/s, MALA %.0f points/s", a["points_per_s"], m["points_per_s"])
+    return rows
+
+
+# --- report --------------------------------------------------------------------------------------------------
+
+
+def _f(v: Any, fmt: str = "+.3f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    ta, tm = r["training"]["alml"], r["training"]["mala"]
+    lines = [
+        "# alml vs MALA 1.4 side by side", "",
+        f"Data: {len(r['snapshots']['train'])} training, 1 validation, {len(r['snapshots']['test'])} test "
+        f"snapshots; network {r['network']}; {r['config']['training']['epochs']} epochs max, batch "
+        f"{r['config']['batch_size']}, lr {r['config']['training']['lr']:g}; MALA output scaling "
+        f"`{r['mala_output_scaling']}`.", "",
+        "| code | epochs run | s / epoch (mean) | training s (all) | weights kept |", "|---|---|---|---|---|",
+        f"| alml | {ta['epochs']} | {ta['mean_epoch_s']:.2f} (physics validation {ta['physics_validation_s']:.2f}) "
+        f"| {ta['train_s']:.1f} | {ta['weights']} (epoch {ta['best_epoch']}) |",
+        f"| MALA | {tm['epochs']} | {tm['mean_epoch_s']:.2f} | {tm['train_s'] + tm['prepare_s']:.1f} "
+        f"| {tm['weights']} |", "",
+        "Test errors vs DFT (meV/atom for band energy, meV for the Fermi level; floor = that route's observables of "
+        "the true LDOS):", "",
+        "| snapshot | N | T (K) | ΔE_band MALA | ΔE_band alml | ΔE_band MALA net + alml obs | Δμ MALA | Δμ alml "
+        "| floor band MALA / alml | ΔF total alml |", "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in r["test"]:
+        lines.append(
+            f"| {t['name']} | {t['n_atoms']} | {t['temperature']:g} | {_f(t['mala_band_mev_per_atom'])} | "
+            f"{_f(t['alml_band_mev_per_atom'])} | {_f(t['mala_net_alml_obs_band_mev_per_atom'])} | "
+            f"{_f(t['mala_fermi_mev'], '+.1f')} | {_f(t['alml_fermi_mev'], '+.1f')} | "
+            f"{_f(t['mala_floor_band_mev_per_atom'])} / {_f(t['alml_floor_band_mev_per_atom'])} | "
+            f"{_f(t['alml_total_mev_per_atom'])} |")
+    s = r["summary"]
+    lines += [f"| **MAE** | | | {s['mae_band_mala']:.3f} | {s['mae_band_alml']:.3f} | "
+              f"{s['mae_band_mala_net_alml_obs']:.3f} | {s['mae_fermi_mala']:.1f} | {s['mae_fermi_alml']:.1f} | | "
+              f"{_f(s['mae_total_alml'], '.3f')} |", "", s["accuracy"], "",
+              "Prediction (s; end to end = descriptors + network + observables; alml's network counts both of its "
+              "passes):", "",
+              "| structure | atoms | grid | cores | code | descriptors | network | observables | end to end | "
+              "points/s | process | test MAE band (meV/atom) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in r["throughput"]:
+        err = s["mae_band_alml"] if t["code"] == "alml" else s["mae_band_mala"]
+        lines.append(
+            f"| {t['structure']} | {t['n_atoms']} | {'x'.join(map(str, t['grid']))} | {t['cores']} | {t['code']} | "
+            f"{t['descriptors_s']:.2f} | {t['network_s']:.2f} | {t['observables_s']:.2f} | {t['end_to_end_s']:.2f} | "
+            f"{t['points_per_s']:,.0f} | {t['process_s']:.1f} | {err:.3f} |")
+    lines += ["", "Notes:", *[f"- {n}" for n in r["notes"]], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(args.out / "side_by_side.log"), logging.StreamHandler(sys.stdout)],
+    )
+    from mala_venv import mala_available
+
+    if not mala_available(args.mala_venv):
+        raise SystemExit(f"no MALA venv at {args.mala_venv}: set it up as in bench/mala_venv.py")
+    from alml.runtime import set_threads
+
+    set_threads(args.train_threads)
+    from alml.descriptors import MALA_AL, BispectrumSettings
+    from alml.io import atomic_write_json, atomic_write_text
+
+    t_start = time.perf_counter()
+    sets = snapshot_sets(args)
+    exported = export_all(sets, args.out / "mala_data")
+    settings = BispectrumSettings.model_validate(exported[sets["train"][0][0]]["descriptors"])
+    if settings.model_copy(update={"twojmax": MALA_AL.twojmax}) != MALA_AL:
+        raise SystemExit(f"descriptor settings {settings} differ from MALA's Al ones in more than twojmax: MALA's "
+                         "LAMMPS inputs (bench/mala_venv.py) would compute other descriptors at prediction time")
+    cfg = model_config(args)
+    y_std = ldos_std([d for _, d in sets["train"]])
+    scaling, why = mala_output_scaling(cfg.output_scaling, y_std, args.mala_output_scaling)
+    first = exported[sets["train"][0][0]]
+    params, notes = mala_parameters(cfg, settings.n_components, len(y_std), first["mala_parameters"], scaling)
+    notes = [f"LDOS scaling: MALA `{scaling}` — {why}", *notes]
+    alml_train = train_alml(sets, cfg, args.out, args.retrain)
+    mala_train = train_mala(args, sets, exported, params, cfg.seed)
+    test = test_both(args, sets, exported, Path(alml_train["model"]), args.predict_batch)
+    summary = {
+        "mae_band_mala": mae(test, "mala_band_mev_per_atom"), "mae_band_alml": mae(test, "alml_band_mev_per_atom"),
+        "mae_band_mala_net_alml_obs": mae(test, "mala_net_alml_obs_band_mev_per_atom"),
+        "mae_fermi_mala": mae(test, "mala_fermi_mev"), "mae_fermi_alml": mae(test, "alml_fermi_mev"),
+        "mae_total_alml": mae(test, "alml_total_mev_per_atom"),
+        "mae_tester_band_mala": mae(test, "mala_tester_band_mev_per_atom"),
+    }
+    summary["accuracy"] = accuracy_note(summary["mae_band_mala"], summary["mae_band_alml"])
+    rows = throughput(args, sets, exported, Path(alml_train["model"]))
+    notes += [
+        "total energy: MALA 1.4 computes it only through its compiled Quantum ESPRESSO module (not on PyPI), so "
+        "band energy and Fermi level are compared; alml's total-energy error is listed alone",
+        "weights: MALA keeps the last epoch's, alml the best validation epoch's",
+        "MALA clips negative predicted LDOS values to zero (restrict_targets); alml does not",
+        "observables: MALA integrates the broadened LDOS as it is, alml undoes the ladder's broadening kernel "
+        "(floors); 'MALA net + alml obs' runs MALA's predicted LDOS through alml's observables",
+        "per-epoch time: alml's includes its physics validation (band energy, density) on the validation snapshot, "
+        "MALA's its validation MSE",
+        "prediction: alml evaluates its saved network in float64, MALA in float32; alml's network time counts both "
+        "passes and its `total` also holds the density and total energy (not in 'end to end')",
+        "MALA 1.4 + torch 2.13: ReduceLROnPlateau(verbose=...) was removed from torch; the worker drops the argument",
+        "MALA 1.4: Predictor hangs if the batch exceeds a rank's grid points (the worker caps it); Tester "
+        "inverse-scales test outputs in place, so predict_targets is called once per snapshot",
+    ]
+    report = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "node": platform.node(), "python": sys.version.split()[0]},
+        "snapshots": {k: [str(d) for _, d in v] for k, v in sets.items()},
+        "config": cfg.model_dump(mode="json"), "network": f"{list(cfg.network.hidden)} {cfg.network.activation}",
+        "descriptors": settings.model_dump(mode="json"), "mala_parameters": params, "mala_output_scaling": scaling,
+        "training": {"alml": alml_train, "mala": mala_train}, "test": test, "summary": summary,
+        "throughput": rows, "notes": notes, "wall_s": time.perf_counter() - t_start,
+    }
+    atomic_write_json(args.out / "side_by_side.json", report)
+    text = markdown(report)
+    atomic_write_text(args.out / "side_by_side.md", text)
+    print(text)
+    log.info("done in %.0f s: %s", report["wall_s"], args.out / "side_by_side.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
