@@ -129,3 +129,12 @@ def test_electronic_temperature_sets_fermi_dirac():
     s = DFTSettings(electronic_temperature=933.0)
     assert s.smearing_kind == "fermi-dirac"
     assert s.degauss_ry == pytest.approx(8.617333e-5 * 933.0 / 13.605693, rel=1e-5)
+
+
+def test_settings_hash_ignores_unused_smearing_at_a_temperature():
+    from alml.dft.tasks import settings_hash
+
+    hot = settings_hash(DFTSettings(electronic_temperature=933.0))
+    assert settings_hash(DFTSettings(electronic_temperature=933.0, degauss=0.02)) == hot
+    assert settings_hash(DFTSettings(electronic_temperature=298.0)) != hot
+    assert settings_hash(DFTSettings(degauss=0.02)) != settings_hash(DFTSettings())  # used without a temperature

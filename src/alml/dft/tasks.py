@@ -29,8 +29,12 @@ RESULT_FILE = "result.json"
 
 
 def settings_hash(settings: DFTSettings) -> str:
-    """Hash of the physics: the settings plus the checksum of every pseudopotential they may use."""
-    payload = settings.model_dump(mode="json", exclude={"pseudopotentials"})
+    """Hash of the physics: the settings plus the checksum of every pseudopotential they may use.
+
+    With an electronic temperature (Fermi–Dirac at k_B·T) ``smearing`` and ``degauss`` are not used, so they
+    are left out: a change of their defaults does not rename the finished LDOS runs."""
+    unused = {"smearing", "degauss"} if settings.electronic_temperature is not None else set()
+    payload = settings.model_dump(mode="json", exclude={"pseudopotentials", *unused})
     payload["pseudopotentials"] = {
         el: checksum(pseudopotential(el, settings.pseudopotentials))
         for el in sorted({*settings.pseudopotentials, "Al"})
