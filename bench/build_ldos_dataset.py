@@ -1,4 +1,4 @@
-"""Build the ML-DFT acceptance dataset of issue #4: EAM MD snapshots of Al, their LDOS (pw.x + pp.x) and grid
+"""Build the ML-DFT acceptance dataset of issue #4: EAM MD snapshots of Al, their LDOS (pw.x, LDOS from its wavefunctions) and grid
 descriptors, plus a pw.x reference of a 108-atom cell. Resumable; meant to run in the background at low priority.
 
 From the repository root::
@@ -52,8 +52,9 @@ the highest μ). MALA's descriptors (``MALA_AL``, 2J = 10, 91 components, float3
 72³ for the liquid's larger cube, 96³ for the 108-atom cell.
 
 **Smoke test** (``--tiny``: 4-atom cells, ecutwfc 15 Ry, kspacing 0.6, 0.1 eV ladder of 166 energies, 2J = 2, an
-8-atom 2x1x1 "large" cell): the whole build, EAM MD included, took 47 s here (each 4-atom snapshot 5–10 s: SCF
-0.3–3.7 s, nscf ~1 s, pp.x ~3 s for 166 energies x 14 k-points; the 8-atom SCF 2 s).
+8-atom 2x1x1 "large" cell): the whole build, EAM MD included, took 47 s here with pp.x (each 4-atom snapshot
+5–10 s: SCF 0.3–3.7 s, nscf ~1 s, pp.x ~3 s for 166 energies x 14 k-points; the 8-atom SCF 2 s); the native LDOS
+engine, now the default, replaces the pp.x step.
 
 **Cost** (CPU seconds per 32-atom MD snapshot at 1 rank, scaled from the perfect 32-atom cell measured here:
 SCF 178 s CPU with 20 k-points, nscf 219 s, LDOS 18 s for 136 energies with the native engine against 342 s for
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%-22s %-10s %s", name, rec.get("status"),
                  f"{rec.get('wall_time_s', 0):.0f} s" if rec.get("status") == "done" else rec.get("error", "")[:300])
         if args.commit and rec.get("status") == "done":
-            git_commit(args.out, f"data: ldos_v1.extxyz, {n} of {len(cands)} ML-DFT snapshots (pw.x + pp.x LDOS)")
+            git_commit(args.out, f"data: ldos_v1.extxyz, {n} of {len(cands)} ML-DFT snapshots (pw.x + LDOS)")
 
     for batch in batches:
         t0 = time.perf_counter()
