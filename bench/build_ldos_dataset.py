@@ -1,5 +1,5 @@
-"""Build the ML-DFT acceptance dataset of issue #4: EAM MD snapshots of Al, their LDOS (pw.x, LDOS from its wavefunctions) and grid
-descriptors, plus a pw.x reference of a 108-atom cell. Resumable; meant to run in the background at low priority.
+"""Build the ML-DFT acceptance dataset of issue #4: EAM MD snapshots of Al, their LDOS (pw.x wavefunctions) and
+grid descriptors, plus a pw.x reference of a 108-atom cell. Resumable; meant to run in the background at low priority.
 
 From the repository root::
 

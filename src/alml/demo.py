@@ -2,7 +2,7 @@
 
 - :func:`potential_stage`: a committee potential trained on the demo's labelled cells, a short ASE NVT run with
   the committee's uncertainty logged, and the same cell in LAMMPS with the exported model (energies compared).
-- :func:`mldft_stage`: LDOS training data (pw.x at 933 K, LDOS from its wavefunctions, 4-atom snapshots), an LDOS committee, and a
+- :func:`mldft_stage`: LDOS training data (pw.x at 933 K, native LDOS, 4-atom snapshots), an LDOS committee, and a
   prediction for a cell twice the training size compared with pw.x on that cell.
 
 Both are sized to take a few minutes on two cores, not to be accurate: a handful of structures and epochs.

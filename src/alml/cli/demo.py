@@ -50,7 +50,7 @@ def main(
                       f"{r['md_max_energy_std_mev_atom']:.1f} meV/atom, forces_std {r['md_max_force_std_eV_A']:.3f} "
                       f"eV/Å; LAMMPS − PyTorch energy {r['lammps_minus_torch_eV_atom']:.1e} eV/atom")
     if mldft:
-        console.rule("4. ML-DFT: LDOS data (pw.x + native LDOS), LDOS committee, prediction for a 2x larger cell vs pw.x")
+        console.rule("4. ML-DFT: LDOS data (pw.x), LDOS committee, prediction for a 2x larger cell vs pw.x")
         r = results["mldft"] = mldft_stage(out / "mldft")
         console.print(f"validation snapshot: band energy {r['validation_band_energy_error_mev_atom']:+.2f}, total "
                       f"energy {r['validation_total_energy_error_mev_atom']:+.2f} meV/atom, density "

@@ -9,7 +9,7 @@ import typer
 
 from alml.cli.common import console, fail, setup_logging
 
-HELP = "ML-DFT: LDOS data (pw.x + LDOS from its wavefunctions), LDOS committee training, testing, prediction, HPO, MALA import."
+HELP = "ML-DFT: LDOS data (pw.x wavefunctions), LDOS committee training, testing, prediction, HPO, MALA import."
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -32,7 +32,7 @@ def _threads(n: int) -> None:
 def data(
     config: Annotated[Path, typer.Argument(help="YAML: snapshots:, data:, executor:, pw:, pp:")],
 ) -> None:
-    """pw.x (Fermi–Dirac at each snapshot's temperature) → LDOS from its wavefunctions (or pp.x) → HDF5, and grid descriptors beside it."""
+    """pw.x (Fermi–Dirac at each snapshot's temperature) → LDOS → HDF5, and grid descriptors beside it."""
     from alml.surrogate.data import make_training_data
     from alml.surrogate.jobs import DataJob
 

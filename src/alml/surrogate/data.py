@@ -1,4 +1,4 @@
-"""Training data for the ML-DFT surrogate: per snapshot, the LDOS (from pw.x's wavefunctions, or pp.x) and the grid descriptors, in HDF5.
+"""Training data for the ML-DFT surrogate: per snapshot, the LDOS and grid descriptors, in HDF5.
 
 For each snapshot (extxyz / ASE db frames, or MD snapshots as :class:`ase.Atoms`), in its own work directory
 ``<root>/<job>/``:
