@@ -97,7 +97,7 @@ log = logging.getLogger("build_ldos_dataset")
 SPLITS = ("train", "validation", "test", "large")
 MANIFEST = "dataset.json"
 #: planning estimates (wall hours, 1 rank, this shared 2-core machine; see the docstring) until measured
-EST_SNAPSHOT_H = 4.0
+EST_SNAPSHOT_H = 2.0  # 1.3–2.5 h with the native LDOS engine (docstring)
 EST_LARGE_H = 6.0
 
 
