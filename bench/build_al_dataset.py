@@ -36,7 +36,7 @@ Marzari-Vanderbilt 0.05 Ry, kspacing 0.13 / Å, forces, no stress) for every str
 
 - ``bench/kmesh_convergence.py`` (4-atom fcc cube, error against 24³): with 0.02 Ry the free energy at the
   0.13 spacing (12³/13³) is +2.2/-1.2 meV/atom off, and errors stay above 1 meV/atom up to 15³; with 0.05 Ry
-  it is +0.45/+0.10. The first 35 labels (0.02 Ry) were therefore relabelled at 0.05 Ry.
+  it is +0.45/+0.10. The first 35 labels (0.02 Ry) are superseded and relabelled at 0.05 Ry.
 - Coarser meshes were rejected: ``bench/kmesh_check.py`` at kspacing 0.25 (0.02 Ry) moved the free energy by a
   cell-dependent 8.9 meV/atom (std), up to 25; at 0.05 Ry, kspacing 0.2 (8³ on the cube) is still -3.3
   meV/atom off and 0.25 (7³ -> 6³) jumps by 9 meV/atom along the fcc E(V) scan. A mesh error depends on
