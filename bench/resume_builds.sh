@@ -3,17 +3,20 @@
 # (bench/build_al_dataset.py, issue #5) and the ML-DFT snapshots (bench/build_ldos_dataset.py, issue #4).
 # Both resume from finished pw.x work under runs/ and commit their data file as they go; a build already
 # running is left alone. Progress: `--status` of each script, or runs/al_dft_v1/build.log, runs/ldos_v1/build.log.
-#   bash bench/resume_builds.sh            # 2 pw.x for the labels + 1 for the LDOS snapshots
-#   AL_WORKERS=1 bash bench/resume_builds.sh
+# The LDOS snapshots (issue #4, first in line) run at nice 10 on 2 MPI ranks; the labels at nice 19 take the
+# cycles left over. Before a session ends: bash bench/pause_builds.sh (pw.x stops cleanly and resumes later).
+#   bash bench/resume_builds.sh            # LDOS: 1 snapshot x 2 ranks; labels: 2 pw.x
+#   AL_WORKERS=1 LDOS_RANKS=1 bash bench/resume_builds.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-start() {  # start SCRIPT ARGS... unless SCRIPT is already running
+start() {  # start NICENESS SCRIPT ARGS... unless SCRIPT is already running
+    local niceness=$1; shift
     if pgrep -f "python bench/$1" > /dev/null; then
         echo "$1 is already running"
     else
-        nohup nice -n 19 .venv/bin/python "bench/$@" > /dev/null 2>&1 &
-        echo "started $1 (pid $!)"
+        nohup nice -n "$niceness" .venv/bin/python "bench/$@" > /dev/null 2>&1 &
+        echo "started $1 (pid $!, nice $niceness)"
     fi
 }
-start build_al_dataset.py --commit --chunk 8 --workers "${AL_WORKERS:-2}"
-start build_ldos_dataset.py --commit --workers "${LDOS_WORKERS:-1}"
+start 10 build_ldos_dataset.py --commit --workers "${LDOS_WORKERS:-1}" --ranks "${LDOS_RANKS:-2}"
+start 19 build_al_dataset.py --commit --chunk 8 --workers "${AL_WORKERS:-2}"

@@ -138,3 +138,50 @@ def test_settings_hash_ignores_unused_smearing_at_a_temperature():
     assert settings_hash(DFTSettings(electronic_temperature=933.0, degauss=0.02)) == hot
     assert settings_hash(DFTSettings(electronic_temperature=298.0)) != hot
     assert settings_hash(DFTSettings(degauss=0.02)) != settings_hash(DFTSettings())  # used without a temperature
+
+
+def test_stopped_scf_resumes_to_the_same_energy(fast_dft, tmp_path):
+    """QE's exit file stops pw.x cleanly after an SCF iteration; the next run resumes instead of starting over
+    and lands on the uninterrupted run's energy (same conv_thr; tolerance 1e-5 eV, ~100x conv_thr)."""
+    import threading
+
+    from alml.dft.errors import DFTStoppedError
+    from alml.dft.espresso import request_stop
+
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.08, seed=3)
+    s = fast_dft.model_copy(update={"kspacing": 0.35})
+    ref = label(atoms, s, PwProfile(), tmp_path / "ref")
+
+    root = tmp_path / "stopped"
+    from alml.dft.tasks import job_hash, settings_hash
+
+    workdir = root / job_hash(atoms, settings_hash(s))
+    fired = threading.Event()
+
+    def stop_after_first_iteration() -> None:
+        out = workdir / "pw.out"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if out.is_file() and "iteration #  1" in out.read_text(errors="replace"):
+                request_stop(workdir)
+                fired.set()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=stop_after_first_iteration)
+    watcher.start()
+    with pytest.raises(DFTStoppedError, match="run the same job again to resume"):
+        label(atoms, s, PwProfile(), root)
+    watcher.join()
+    assert fired.is_set()
+    assert not (workdir / RESULT_FILE).exists()
+
+    resumed = label(atoms, s, PwProfile(), root)
+    text = (workdir / "pw.out").read_text()
+    assert "Calculation restarted from" in text  # scf iteration # or k-point #
+    assert (workdir / "pw.out.stopped1").is_file()
+    assert "restart_mode" in (workdir / "pw.in").read_text()
+    assert resumed.free_energy == pytest.approx(ref.free_energy, abs=1e-5)
+    assert np.abs(resumed.forces - ref.forces).max() < 1e-4
+    assert resumed.n_iterations >= ref.n_iterations - 1

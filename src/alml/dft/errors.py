@@ -21,5 +21,9 @@ class DFTNotConvergedError(DFTError):
     """The SCF did not converge."""
 
 
+class DFTStoppedError(DFTError):
+    """pw.x stopped on request (its exit file) with restart files: running the same job again resumes it."""
+
+
 class DFTParseError(DFTError):
     """pw.x output lacks something that a finished run must contain."""

@@ -1,10 +1,16 @@
 """Run pw.x on one structure: write the input (ASE's Espresso writer), launch, check, parse.
 
 This module knows nothing about caching; :mod:`alml.dft.tasks` adds hashed, reusable work directories.
+
+An SCF can be paused and resumed: :func:`request_stop` creates QE's exit file (``out/pw.EXIT``); pw.x then
+stops after its current SCF iteration and writes restart files. The next :func:`run_pw` in that directory with
+the same input continues from there (``restart_mode = 'restart'``) instead of starting over. pw.x 6.7 resumed
+in this way reaches the same total energy, to all printed digits, in the same number of iterations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -20,9 +26,10 @@ from alml.dft.errors import (
     DFTInputError,
     DFTNotConvergedError,
     DFTParseError,
+    DFTStoppedError,
     DFTTimeoutError,
 )
-from alml.dft.parse import PwOutput, check_converged, parse_pw_output
+from alml.dft.parse import PwOutput, check_converged, parse_pw_output, parse_wall_time
 from alml.dft.pseudo import pseudopotential
 from alml.dft.settings import DFTSettings, PwProfile
 
@@ -58,16 +65,46 @@ def validate_structure(atoms: Atoms, settings: DFTSettings) -> None:
             )
 
 
-def write_pw_input(atoms: Atoms, settings: DFTSettings, workdir: Path) -> Path:
-    """Write ``pw.in`` and copy the pseudopotentials into ``workdir/pseudo``; return the input path."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    pdir = workdir / "pseudo"
-    pdir.mkdir(exist_ok=True)
-    pseudos: dict[str, str] = {}
-    for sym in sorted(set(atoms.get_chemical_symbols())):
-        src = pseudopotential(sym, settings.pseudopotentials)
-        shutil.copy(src, pdir / src.name)
-        pseudos[sym] = src.name
+STOP_FILE = "out/pw.EXIT"  # QE's exit file for prefix "pw", outdir "./out"
+_STOPPED = ("Program stopped by user request", "Maximum CPU time exceeded")
+
+
+def request_stop(workdir: str | Path) -> None:
+    """Ask the pw.x SCF running in ``workdir`` to stop cleanly after its current iteration; a later
+    :func:`run_pw` there resumes it."""
+    path = Path(workdir) / STOP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def _was_stopped(text: str) -> bool:
+    return any(s in text for s in _STOPPED)
+
+
+def _resumable(workdir: Path, input_text: str) -> bool:
+    """True when ``workdir`` holds an SCF that pw.x stopped cleanly, with restart files, for this same input."""
+    out, old = workdir / "pw.out", workdir / "pw.in"
+    if not (out.is_file() and old.is_file() and (workdir / "out" / "pw.restart_scf").is_file()):
+        return False
+    return _was_stopped(out.read_text(errors="replace")) and _strip_restart(old.read_text()) == input_text
+
+
+def _strip_restart(text: str) -> str:
+    return "".join(ln for ln in text.splitlines(keepends=True) if "restart_mode" not in ln)
+
+
+def _with_restart(text: str) -> str:
+    head, sep, tail = text.partition("&CONTROL\n")
+    if not sep:
+        raise DFTInputError("pw.x input has no &CONTROL namelist to add restart_mode to")
+    return f"{head}{sep}   restart_mode     = 'restart'\n{tail}"
+
+
+def pw_input_text(atoms: Atoms, settings: DFTSettings) -> str:
+    """The pw.x SCF input for ``atoms`` (pseudopotentials expected in ``./pseudo``)."""
+    import io
+
+    pseudos = {sym: pseudopotential(sym, settings.pseudopotentials).name for sym in set(atoms.get_chemical_symbols())}
     input_data = {
         "control": {
             "calculation": "scf",
@@ -92,17 +129,40 @@ def write_pw_input(atoms: Atoms, settings: DFTSettings, workdir: Path) -> Path:
         },
     }
     kpts = None if settings.gamma_only else kpoint_grid(atoms, settings.kspacing)
+    buf = io.StringIO()
+    write_espresso_in(buf, atoms, input_data=input_data, pseudopotentials=pseudos, kpts=kpts)
+    return buf.getvalue()
+
+
+def write_pw_input(atoms: Atoms, settings: DFTSettings, workdir: Path) -> tuple[Path, bool]:
+    """Write ``pw.in`` and copy the pseudopotentials into ``workdir/pseudo``; return the input path and whether
+    it resumes an SCF that pw.x stopped cleanly there (see :func:`request_stop`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pdir = workdir / "pseudo"
+    pdir.mkdir(exist_ok=True)
+    for sym in sorted(set(atoms.get_chemical_symbols())):
+        src = pseudopotential(sym, settings.pseudopotentials)
+        shutil.copy(src, pdir / src.name)
+    text = pw_input_text(atoms, settings)
+    resume = _resumable(workdir, text)
+    if resume:
+        n = len(list(workdir.glob("pw.out.stopped*")))
+        (workdir / "pw.out").rename(workdir / f"pw.out.stopped{n + 1}")
+        text = _with_restart(text)
+    (workdir / STOP_FILE).unlink(missing_ok=True)  # a stale exit file would stop the new run at once
     path = workdir / "pw.in"
-    with open(path, "w") as fd:
-        write_espresso_in(fd, atoms, input_data=input_data, pseudopotentials=pseudos, kpts=kpts)
-    return path
+    path.write_text(text)
+    return path, resume
 
 
 def run_pw(atoms: Atoms, settings: DFTSettings, profile: PwProfile, workdir: Path) -> PwOutput:
-    """Run one SCF in ``workdir`` and return its parsed output; raise a :class:`DFTError` on any failure."""
+    """Run one SCF in ``workdir`` and return its parsed output; raise a :class:`DFTError` on any failure.
+
+    An SCF stopped cleanly there before (:func:`request_stop`) with the same input is resumed, not restarted;
+    a run stopped now raises :class:`DFTStoppedError`."""
     validate_structure(atoms, settings)
     workdir = Path(workdir)
-    write_pw_input(atoms, settings, workdir)
+    _, resumed = write_pw_input(atoms, settings, workdir)
     cmd = profile.command("pw.in")
     env = {**os.environ, **profile.environment()}
     out_path = workdir / "pw.out"
@@ -114,6 +174,8 @@ def run_pw(atoms: Atoms, settings: DFTSettings, profile: PwProfile, workdir: Pat
             f"pw.x ran past {profile.timeout} s in {workdir}: raise profile.timeout or use more ranks"
         ) from None
     text = out_path.read_text(errors="replace")
+    if _was_stopped(text):
+        raise DFTStoppedError(f"pw.x was stopped on request in {workdir}: run the same job again to resume it")
     if "convergence NOT achieved" in text:  # pw.x 6.7 exits 2 here, after printing JOB DONE
         raise DFTNotConvergedError(
             f"pw.x SCF did not converge in {workdir}: raise dft.electron_maxstep, lower dft.mixing_beta, "
@@ -125,10 +187,14 @@ def run_pw(atoms: Atoms, settings: DFTSettings, profile: PwProfile, workdir: Pat
         raise DFTCrashError(f"pw.x failed (exit {proc.returncode}) in {workdir}:\n{detail.strip()}")
     try:
         check_converged(text)
-        return parse_pw_output(text, len(atoms))
+        parsed = parse_pw_output(text, len(atoms))
     except DFTNotConvergedError as e:
         raise DFTNotConvergedError(
             f"{e} in {workdir}: raise dft.electron_maxstep, lower dft.mixing_beta, or check the structure"
         ) from None
     except DFTParseError as e:
         raise DFTParseError(f"{e} ({out_path})") from None
+    if resumed and parsed.wall_time is not None:  # the wall time of the whole SCF, all its parts
+        before = [parse_wall_time(p.read_text(errors="replace")) for p in workdir.glob("pw.out.stopped*")]
+        parsed = dataclasses.replace(parsed, wall_time=parsed.wall_time + sum(t or 0.0 for t in before))
+    return parsed

@@ -75,10 +75,7 @@ def parse_pw_output(text: str, n_atoms: int) -> PwOutput:
     internal = last_float(rf"internal energy E=F\+TS\s+=\s+({_FLOAT}) Ry", RYDBERG, required=False)
     fermi = last_float(rf"the Fermi energy is\s+({_FLOAT}) ev", required=False)
     n_el = last_float(rf"number of electrons\s+=\s+({_FLOAT})")
-    wall = None
-    m = re.search(r"PWSCF\s+:.*CPU\s+(.*)WALL", text)
-    if m:
-        wall = _parse_qe_time(m.group(1))
+    wall = parse_wall_time(text)
 
     terms: dict[str, float] = {}
     start = max((i for i, ln in enumerate(lines) if ln.startswith("!")), default=None)
@@ -136,6 +133,12 @@ def parse_pw_output(text: str, n_atoms: int) -> PwOutput:
         qe_version=(mv.group(1) if (mv := re.search(r"Program PWSCF (v\.\S+)", text)) else ""),
         warnings=warnings,
     )
+
+
+def parse_wall_time(text: str) -> float | None:
+    """pw.x's total wall time in seconds (its closing ``PWSCF : ... CPU ... WALL`` line), or None."""
+    m = re.search(r"PWSCF\s+:.*CPU\s+(.*)WALL", text)
+    return _parse_qe_time(m.group(1)) if m else None
 
 
 def _parse_qe_time(s: str) -> float:
