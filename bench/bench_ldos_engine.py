@@ -50,8 +50,9 @@ def _pw_times(text: str, program: str) -> tuple[float, float]:
 
 def main() -> None:
     from alml.data.grids import LdosFile
-    from alml.dft.ldos import LdosSettings, compute_ldos, cubes_to_h5, read_qe_xml, run_pp
+    from alml.dft.ldos import LdosSettings, compute_ldos, read_qe_xml
     from alml.dft.ldos_native import write_native_ldos_h5
+    from alml.dft.ppx import cubes_to_h5, run_pp
     from alml.dft.settings import DFTSettings, PwProfile
     from alml.io import atomic_write_json
 

@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_threads(1)
     from alml.compute import ExecutorConfig
-    from alml.dft.ldos import PpProfile
+    from alml.dft.ppx import PpProfile
     from alml.dft.settings import PwProfile
     from alml.io import atomic_write_json
     from alml.surrogate.data import make_training_data

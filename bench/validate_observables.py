@@ -22,7 +22,8 @@ import numpy as np
 from ase.build import bulk
 
 from alml.data.grids import LdosFile
-from alml.dft.ldos import LdosSettings, PpProfile, compute_ldos
+from alml.dft.ldos import LdosSettings, compute_ldos
+from alml.dft.ppx import PpProfile
 from alml.dft.pseudo import pseudopotential
 from alml.dft.settings import DFTSettings, PwProfile
 from alml.io import atomic_write_json, atomic_write_text

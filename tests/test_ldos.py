@@ -29,15 +29,8 @@ from alml.data.grids import (
     read_ldos_h5,
     write_ldos_h5,
 )
-from alml.dft.ldos import (
-    CUBE_TO_EV_ANG3,
-    LdosSettings,
-    PpProfile,
-    bands_needed,
-    nscf_input,
-    pp_input,
-    read_cube,
-)
+from alml.dft.ldos import LdosSettings, bands_needed, nscf_input
+from alml.dft.ppx import CUBE_TO_EV_ANG3, PpProfile, pp_input, read_cube
 from alml.units import BOHR, RYDBERG
 
 needs_pp = pytest.mark.skipif(
@@ -301,6 +294,7 @@ def test_resume_and_training_data_driver(qe_ldos: dict, monkeypatch: pytest.Monk
     import json
 
     import alml.dft.ldos as ldos_mod
+    import alml.dft.ppx as ppx_mod
     from alml.compute import ExecutorConfig
     from alml.descriptors import BispectrumSettings, ElementParams
     from alml.surrogate.data import TrainingDataConfig, make_training_data
@@ -308,7 +302,8 @@ def test_resume_and_training_data_driver(qe_ldos: dict, monkeypatch: pytest.Monk
     def no_run(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("a finished snapshot must not run QE again")
 
-    monkeypatch.setattr(ldos_mod, "_run", no_run)
+    monkeypatch.setattr(ldos_mod, "_run", no_run)  # the nscf
+    monkeypatch.setattr(ppx_mod, "_run", no_run)  # pp.x
     monkeypatch.setattr(ldos_mod, "label", no_run)
     desc = BispectrumSettings(twojmax=2, rcutfac=4.0, rfac0=0.99363, elements={"Al": ElementParams(radius=0.5)})
     cfg = TrainingDataConfig(dft=qe_ldos["dft"], ldos=qe_ldos["settings"], descriptors=desc,
@@ -389,8 +384,9 @@ def test_native_equals_ppx_on_the_same_wavefunctions(ppx_ldos: dict, tmp_path: P
 def test_native_symmetrises_like_ppx(tmp_path: Path) -> None:
     """(a) hcp Al: 24 symmetries, half with fractional translations (screw axes), 8 irreducible k-points. The
     native LDOS, symmetrised with pw.x's operations, matches pp.x on a short ladder; unsymmetrised it would not."""
-    from alml.dft.ldos import dft_at_temperature, read_cube, read_qe_xml, run_pp
+    from alml.dft.ldos import dft_at_temperature, read_qe_xml
     from alml.dft.ldos_native import native_ldos, symmetrise
+    from alml.dft.ppx import read_cube, run_pp
     from alml.dft.settings import DFTSettings
     from alml.dft.tasks import label
 

@@ -31,12 +31,12 @@ from alml.descriptors.settings import MALA_AL, BispectrumSettings
 from alml.dft.ldos import (
     LDOS_FILE,
     LdosSettings,
-    PpProfile,
     compute_ldos,
     dft_at_temperature,
     ldos_job,
     snapshot_temperature,
 )
+from alml.dft.ppx import PpProfile
 from alml.dft.settings import DFTSettings, PwProfile
 from alml.io import atomic_write_json
 from alml.surrogate.snapshots import DESCRIPTORS_FILE

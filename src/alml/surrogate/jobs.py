@@ -29,7 +29,7 @@ from pydantic import Field
 
 from alml.compute import ExecutorConfig
 from alml.config import Config
-from alml.dft.ldos import PpProfile
+from alml.dft.ppx import PpProfile
 from alml.dft.settings import PwProfile
 from alml.surrogate.data import TrainingDataConfig
 from alml.surrogate.hpo import HpoConfig
