@@ -185,3 +185,12 @@ def test_stopped_scf_resumes_to_the_same_energy(fast_dft, tmp_path):
     assert resumed.free_energy == pytest.approx(ref.free_energy, abs=1e-5)
     assert np.abs(resumed.forces - ref.forces).max() < 1e-4
     assert resumed.n_iterations >= ref.n_iterations - 1
+
+
+def test_nbnd_reaches_pw_but_not_the_hash(tmp_path):
+    from alml.dft.espresso import pw_input_text
+    from alml.dft.tasks import settings_hash
+
+    atoms = bulk("Al", "fcc", a=4.05)
+    assert settings_hash(DFTSettings(nbnd=40)) == settings_hash(DFTSettings())
+    assert "nbnd" in pw_input_text(atoms, DFTSettings(nbnd=40)) and "nbnd" not in pw_input_text(atoms, DFTSettings())

@@ -441,3 +441,22 @@ def test_native_refuses_ultrasoft_paw_and_gamma(qe_ldos: dict, tmp_path: Path) -
     g = read_qe_xml(save / "data-file-schema.xml")
     with pytest.raises(UnsupportedWavefunctions, match="gamma_only.*engine: ppx"):
         native_ldos(save, ladder, res.fft_grid, g.eigenvalues, g.k_weights, vol)
+
+
+def test_scf_with_enough_bands_needs_no_nscf(qe_ldos: dict, tmp_path: Path) -> None:
+    """``scf_bands_per_atom``: the SCF's own bands cover the ladder, so no nscf runs; same job name, and the
+    same LDOS as SCF + nscf. The two SCFs (7 and 12 bands) converge along different paths to conv_thr: measured
+    1.5e-4 of the largest value at most, scattered over the band, none at the ladder's top; bound 3e-4."""
+    from alml.dft.ldos import compute_ldos
+    from alml.dft.settings import PwProfile
+
+    settings = qe_ldos["settings"].model_copy(update={"scf_bands_per_atom": 6.0})
+    path = compute_ldos(_snapshot(), 1000.0, qe_ldos["dft"], settings, root=tmp_path, pw_profile=PwProfile())
+    assert path.parent.name == qe_ldos["path"].parent.name
+    assert not (path.parent / "nscf.in").exists()
+    assert "nbnd" in (path.parent / "scf.in").read_text()
+    with LdosFile(path) as a, LdosFile(qe_ldos["path"]) as b:
+        assert a.complete_below > a.ladder.emax
+        la, lb = a.read(np.float64), b.read(np.float64)
+        assert np.abs(la - lb).max() < 3e-4 * lb.max()
+        assert a.reference.fermi_level == pytest.approx(b.reference.fermi_level, abs=1e-4)  # measured 1.3e-5 eV

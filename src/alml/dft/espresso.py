@@ -121,6 +121,7 @@ def pw_input_text(atoms: Atoms, settings: DFTSettings) -> str:
             "occupations": "smearing",
             "smearing": settings.smearing_kind,
             "degauss": settings.degauss_ry,
+            **({"nbnd": settings.nbnd} if settings.nbnd is not None else {}),
         },
         "electrons": {
             "conv_thr": settings.conv_thr_per_atom * len(atoms),

@@ -7,7 +7,8 @@ Steps for one snapshot (each resumable; a work directory named by the hash of it
    ``scf.xml`` (QE's eigenvalues, occupations and band energy: the reference).
 2. An nscf, only when needed: with more bands when the SCF's bands do not cover the ladder (the LDOS would
    miss states near its top), and with Gaussian smearing when ``kernel: gaussian`` (pp.x broadens with the
-   smearing function of the run it reads).
+   smearing function of the run it reads). ``scf_bands_per_atom`` gives the SCF enough bands itself, which
+   costs less than an nscf (measured on a 32-atom Al snapshot at 298 K: docs/benchmarks.md).
 3. ``engine: native`` (default; :mod:`alml.dft.ldos_native`): the LDOS straight from ``out/pw.save/wfcN.dat``,
    each k-point read once (norm-conserving only). ``engine: ppx`` (:mod:`alml.dft.ppx`): pp.x, one cube file
    per energy. The two agree to the cubes' 5 digits (tests/test_ldos.py).
@@ -79,6 +80,10 @@ class LdosSettings(Config):
     )
     align: bool = True
     complete_bands: bool = Field(True, description="run an nscf with more bands when the SCF's do not cover the ladder")
+    scf_bands_per_atom: float | None = Field(
+        None, gt=0, description="bands per atom for the SCF itself (e.g. 2.5 for Al up to E_F + 2 eV): when they "
+        "cover the ladder no nscf is needed, which is cheaper; None: pw.x's default bands, then an nscf"
+    )
     engine: Literal["native", "ppx"] = Field("native", description="native: from the wavefunctions; ppx: pp.x")
     dtype: Literal["float32", "float64"] = "float32"
     keep_outdir: bool = Field(False, description="keep pw.x's out/ (wavefunctions) after conversion")
@@ -185,6 +190,7 @@ def nscf_input(
     if "calculation = 'nscf'" not in text:
         raise DFTError("SCF input has no calculation = 'scf' line to turn into nscf")
     system = [f"   nbnd = {int(nbnd)}"]
+    text = re.sub(r"\n\s*nbnd\s*=\s*[^\n]*", "", text)  # the SCF's own, when it had some bands set
     if smearing is not None:
         text = re.sub(r"\n\s*smearing\s*=\s*'[^']*'", "", text)
         system.append(f"   smearing = '{smearing}'")
@@ -223,8 +229,10 @@ def run_nscf(workdir: Path, scf_input: str, nbnd: int, profile: PwProfile, gauss
 
 
 def ldos_settings_hash(ldos: LdosSettings) -> str:
-    """Hash of what changes the LDOS: not dtype, keep_outdir or engine (the engines agree to 5 digits)."""
-    return sha256_json(ldos.model_dump(mode="json", exclude={"dtype", "keep_outdir", "engine"}))[:16]
+    """Hash of what changes the LDOS: not dtype, keep_outdir, engine (the engines agree to 5 digits) or where the
+    bands come from (``scf_bands_per_atom``: the SCF or an nscf on its density)."""
+    exclude = {"dtype", "keep_outdir", "engine", "scf_bands_per_atom"}
+    return sha256_json(ldos.model_dump(mode="json", exclude=exclude))[:16]
 
 
 def snapshot_temperature(atoms: Atoms, default: float | None = None) -> float:
@@ -276,6 +284,8 @@ def compute_ldos(
     with FileLock(str(workdir / ".lock")):
         if is_valid_ldos_h5(h5):
             return h5
+        if ldos.scf_bands_per_atom is not None:  # same job names: nbnd is in neither hash
+            dft = dft.model_copy(update={"nbnd": math.ceil(ldos.scf_bands_per_atom * len(atoms))})
         result = _scf_stage(atoms, dft, pw_profile, workdir, Path(dft_root) if dft_root else Path(root) / "dft")
         scf = read_qe_xml(workdir / "scf.xml")
         ladder = ldos.ladder(scf.fermi_level)

@@ -40,6 +40,10 @@ class DFTSettings(Config):
     conv_thr_per_atom: float = Field(1e-9, gt=0, description="SCF threshold per atom, Ry")
     mixing_beta: float = Field(0.4, gt=0, le=1)
     electron_maxstep: int = Field(100, ge=1)
+    nbnd: int | None = Field(
+        None, ge=1, description="Kohn-Sham bands; None: pw.x's default. Empty bands change cost, not results: "
+        "not part of the work-directory hash. Never set it below pw.x's default"
+    )
     forces: bool = True
     stress: bool = False
     pseudopotentials: dict[str, str] = Field(

@@ -32,9 +32,10 @@ def settings_hash(settings: DFTSettings) -> str:
     """Hash of the physics: the settings plus the checksum of every pseudopotential they may use.
 
     With an electronic temperature (Fermi–Dirac at k_B·T) ``smearing`` and ``degauss`` are not used, so they
-    are left out: a change of their defaults does not rename the finished LDOS runs."""
+    are left out: a change of their defaults does not rename the finished LDOS runs. ``nbnd`` is left out too:
+    bands above pw.x's default are empty and change the cost, not the result."""
     unused = {"smearing", "degauss"} if settings.electronic_temperature is not None else set()
-    payload = settings.model_dump(mode="json", exclude={"pseudopotentials", *unused})
+    payload = settings.model_dump(mode="json", exclude={"pseudopotentials", "nbnd", *unused})
     payload["pseudopotentials"] = {
         el: checksum(pseudopotential(el, settings.pseudopotentials))
         for el in sorted({*settings.pseudopotentials, "Al"})
