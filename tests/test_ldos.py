@@ -302,8 +302,8 @@ def test_resume_and_training_data_driver(qe_ldos: dict, monkeypatch: pytest.Monk
     def no_run(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("a finished snapshot must not run QE again")
 
-    monkeypatch.setattr(ldos_mod, "_run", no_run)  # the nscf
-    monkeypatch.setattr(ppx_mod, "_run", no_run)  # pp.x
+    monkeypatch.setattr(ldos_mod, "run_qe", no_run)  # the nscf
+    monkeypatch.setattr(ppx_mod, "run_qe", no_run)  # pp.x
     monkeypatch.setattr(ldos_mod, "label", no_run)
     desc = BispectrumSettings(twojmax=2, rcutfac=4.0, rfac0=0.99363, elements={"Al": ElementParams(radius=0.5)})
     cfg = TrainingDataConfig(dft=qe_ldos["dft"], ldos=qe_ldos["settings"], descriptors=desc,

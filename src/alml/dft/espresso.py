@@ -11,6 +11,7 @@ in this way reaches the same total energy, to all printed digits, in the same nu
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import shutil
@@ -102,9 +103,8 @@ def _with_restart(text: str) -> str:
 
 def pw_input_text(atoms: Atoms, settings: DFTSettings) -> str:
     """The pw.x SCF input for ``atoms`` (pseudopotentials expected in ``./pseudo``)."""
-    import io
-
-    pseudos = {sym: pseudopotential(sym, settings.pseudopotentials).name for sym in set(atoms.get_chemical_symbols())}
+    symbols = sorted(set(atoms.get_chemical_symbols()))
+    pseudos = {sym: pseudopotential(sym, settings.pseudopotentials).name for sym in symbols}
     input_data = {
         "control": {
             "calculation": "scf",

@@ -36,7 +36,7 @@ from alml.config import Config
 from alml.data.grids import EnergyLadder, Kernel, LdosMeta, QEReference, is_valid_ldos_h5
 from alml.dft.errors import DFTCrashError, DFTError
 from alml.dft.ldos_native import write_native_ldos_h5
-from alml.dft.ppx import PpProfile, _pp_stage, _run, cubes_to_h5
+from alml.dft.ppx import PpProfile, cubes_to_h5, pp_stage, run_qe
 from alml.dft.settings import DFTSettings, PwProfile
 from alml.dft.tasks import DFTResult, label, settings_hash
 from alml.dft.wavefunctions import read_charge_density as read_charge_density  # moved; re-exported
@@ -214,7 +214,7 @@ def run_nscf(workdir: Path, scf_input: str, nbnd: int, profile: PwProfile, gauss
     for diag in (None, "cg"):
         (workdir / "nscf.in").write_text(nscf_input(scf_input, nbnd, smearing, gaussian_ry, diag))
         try:
-            _run(profile.command("nscf.in"), workdir, "nscf.out", profile.environment(), profile.timeout,
+            run_qe(profile.command("nscf.in"), workdir, "nscf.out", profile.environment(), profile.timeout,
                  "pw.x nscf")
             break
         except DFTCrashError as err:
@@ -314,7 +314,7 @@ def compute_ldos(
                         "ldos_settings": ldos.model_dump(mode="json"), "ldos_engine": ldos.engine},
         )
         if ldos.engine == "ppx":
-            cubes_to_h5(_pp_stage(workdir, ladder, pp_profile), meta, h5, ldos.dtype)
+            cubes_to_h5(pp_stage(workdir, ladder, pp_profile), meta, h5, ldos.dtype)
         else:
             write_native_ldos_h5(workdir / "out" / "pw.save", meta, h5, bands.eigenvalues, bands.k_weights, ldos.dtype)
         _cleanup(workdir, keep_outdir=ldos.keep_outdir)

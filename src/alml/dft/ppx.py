@@ -93,7 +93,7 @@ def cube_files(workdir: Path, filplot: str = "ldos") -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _run(cmd: list[str], workdir: Path, out_name: str, env: dict[str, str], timeout: float | None, what: str) -> str:
+def run_qe(cmd: list[str], workdir: Path, out_name: str, env: dict[str, str], timeout: float | None, what: str) -> str:
     """Run a QE program in ``workdir``; raise unless it exits 0 and prints JOB DONE (also the nscf pw.x of
     :mod:`alml.dft.ldos`)."""
     out_path = workdir / out_name
@@ -117,7 +117,7 @@ def run_pp(workdir: Path, ladder: EnergyLadder, profile: PpProfile | None = None
     for p in cube_files(workdir):
         p.unlink()
     (workdir / "pp.in").write_text(pp_input(ladder))
-    _run(profile.command("pp.in"), workdir, "pp.out", profile.environment(), profile.timeout, "pp.x")
+    run_qe(profile.command("pp.in"), workdir, "pp.out", profile.environment(), profile.timeout, "pp.x")
     cubes = cube_files(workdir)
     if len(cubes) != ladder.n:
         raise DFTError(f"pp.x wrote {len(cubes)} cube files in {workdir}, expected {ladder.n}")
@@ -144,7 +144,7 @@ def cubes_to_h5(cubes: list[Path], meta: LdosMeta, path: Path, dtype: str = "flo
     return write_ldos_h5(path, meta, fill, dtype=np.dtype(dtype))
 
 
-def _pp_stage(workdir: Path, ladder: EnergyLadder, profile: PpProfile) -> list[Path]:
+def pp_stage(workdir: Path, ladder: EnergyLadder, profile: PpProfile) -> list[Path]:
     marker = workdir / "pp.json"
     if marker.is_file():
         cubes = cube_files(workdir)
