@@ -130,7 +130,7 @@ def real_plan() -> Plan:
     large = Condition(name="933K-solid-108", temperature=933.0, phase="solid", density=2.555, repeats=3)
     data = TrainingDataConfig(
         dft=DFTSettings(forces=False),
-        # 80 bands for 32 atoms: what the nscf of the first 298 K snapshot needed; in the SCF itself they cost less
+        # 80 bands for 32 atoms, the count the first 298 K snapshot's nscf used; in the SCF they replace that nscf
         ldos=LdosSettings(reference="absolute", emin=-5.0, emax=9.5, scf_bands_per_atom=2.5),
         descriptors=MALA_AL,
     )
