@@ -107,8 +107,9 @@ def _build(cache: Path, root: Path, seed: int) -> None:
     atomic_write(cache, lambda p: write(p, cands, format="extxyz"))
 
 
-def git_commit(path: Path, message: str, tries: int = 30) -> bool:
+def git_commit(path: Path, message: str, tries: int = 30, logger: logging.Logger = log) -> bool:
     """``git add PATH && git commit -m MESSAGE -- PATH`` (only that file), waiting out others' index locks."""
+    log = logger
     rel = str(path.resolve().relative_to(REPO))
     for _ in range(tries):
         if (REPO / ".git" / "index.lock").exists():

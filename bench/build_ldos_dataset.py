@@ -375,7 +375,7 @@ def git_commit(path: Path, message: str) -> bool:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from build_al_dataset import git_commit as commit  # one implementation of the index-lock-aware commit
 
-    return commit(path, message)
+    return commit(path, message, logger=log)
 
 
 # --- main --------------------------------------------------------------------------------------------
