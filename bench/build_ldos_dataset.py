@@ -381,15 +381,17 @@ def status_text(cands: list[Atoms], manifest: dict, failed: dict) -> str:
     n = sum(d for d, _ in rows.values())
     lines = [f"{n} of {len(cands)} snapshots done ({len(failed)} failed)"]
     lines += [f"  {c:16s} {s:10s} {d} / {t}" for (c, s), (d, t) in rows.items()]
-    walls = [r["wall_time_s"] / 3600.0 for r in recs.values() if r.get("status") == "done"
-             and r.get("split") != "large" and r.get("wall_time_s", 0) > 600]
+    # pw.x's own walls (SCF parts before a pause included) plus ~4 min of LDOS and descriptors; the builder's
+    # wall_time_s covers only the last session's part of a resumed snapshot
+    walls = [((r.get("wall_scf_s") or 0) + (r.get("wall_nscf_s") or 0) + 240.0) / 3600.0 for r in recs.values()
+             if r.get("status") == "done" and r.get("split") != "large" and r.get("wall_scf_s")]
     per = sum(walls) / len(walls) if walls else EST_SNAPSHOT_H
     if walls:
-        lines.append(f"  measured wall per snapshot: {per:.2f} h (mean of {len(walls)})")
+        lines.append(f"  measured wall per snapshot: {per:.2f} h (mean of {len(walls)}; pw.x + ~4 min)")
     left_small = sum(t - d for (_, s), (d, t) in rows.items() if s != "large")
     left_large = sum(t - d for (_, s), (d, t) in rows.items() if s == "large")
     lines.append(f"  left: {left_small} snapshots + {left_large} large cell, about "
-                 f"{left_small * per + left_large * EST_LARGE_H:.0f} h at 1 rank "
+                 f"{left_small * per + left_large * EST_LARGE_H:.0f} h "
                  f"({'measured' if walls else 'estimated'} {per:.1f} h each, large {EST_LARGE_H:.0f} h estimated)")
     return "\n".join(lines)
 
