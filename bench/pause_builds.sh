@@ -4,11 +4,21 @@
 # QE's exit file (out/pw.EXIT) and stops after its current iteration with restart files, which the next run
 # of the same job resumes (alml.dft.espresso.request_stop). An nscf has no such restart and is simply ended;
 # it is rerun from the SCF's density. pw.x runs still alive after WAIT seconds (default 900) are killed.
+# ONLY=ldos or ONLY=al pauses one build (e.g. to restart it with changed code; resume_builds.sh then starts
+# only the stopped one).
 #   bash bench/pause_builds.sh
+#   ONLY=ldos bash bench/pause_builds.sh && bash bench/resume_builds.sh
 set -uo pipefail
 wait_s=${WAIT:-900}
-pkill -f "python bench/build_(al|ldos)_dataset.py" && echo "stopped the builders"
-for pid in $(pgrep -x pw.x); do
+case ${ONLY:-all} in
+    all) which="al|ldos"; runs="runs/(al_dft|ldos)_v1" ;;
+    al) which="al"; runs="runs/al_dft_v1" ;;
+    ldos) which="ldos"; runs="runs/ldos_v1" ;;
+    *) echo "ONLY must be al or ldos, not '$ONLY'" >&2; exit 2 ;;
+esac
+mine() { pgrep -x "$1" | while read -r pid; do readlink "/proc/$pid/cwd" | grep -Eq "$runs/" && echo "$pid"; done; }
+pkill -f "python bench/build_($which)_dataset.py" && echo "stopped the builders ($which)"
+for pid in $(mine pw.x); do
     dir=$(readlink "/proc/$pid/cwd") || continue
     if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "-in pw.in"; then
         mkdir -p "$dir/out" && touch "$dir/out/pw.EXIT" && echo "asked pw.x $pid to stop: $dir"
@@ -16,11 +26,11 @@ for pid in $(pgrep -x pw.x); do
         kill "$pid" && echo "ended pw.x $pid (not an SCF): $dir"
     fi
 done
-pkill -x pp.x
+for pid in $(mine pp.x); do kill "$pid"; done
 for ((t = 0; t < wait_s; t += 5)); do
-    pgrep -x pw.x > /dev/null || { echo "all pw.x stopped after ${t} s"; exit 0; }
+    [ -z "$(mine pw.x)" ] && { echo "all pw.x stopped after ${t} s"; exit 0; }
     sleep 5
 done
 echo "pw.x still running after ${wait_s} s: killing it (its SCF starts over next time)"
-pkill -x pw.x
+for pid in $(mine pw.x); do kill "$pid"; done
 exit 0
