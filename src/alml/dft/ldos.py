@@ -8,8 +8,8 @@ Steps for one snapshot (each resumable; a work directory named by the hash of it
 2. An nscf, only when needed: with more bands when the SCF's bands do not cover the ladder (the LDOS would
    miss states near its top), and with Gaussian smearing when ``kernel: gaussian`` (pp.x broadens with the
    smearing function of the run it reads). ``scf_bands_per_atom`` gives the SCF enough bands itself instead:
-   on a 32-atom Al snapshot at 298 K the nscf costs 64 % of the SCF and the extra bands ×1.36 per SCF
-   iteration (docs/benchmarks.md; the whole-snapshot comparison is still running).
+   on 32-atom Al snapshots a whole snapshot took 37–43 % less pw.x CPU this way (docs/benchmarks.md, "LDOS
+   snapshot cost"). The count needed depends on density: a liquid needs more bands per atom than the solid.
 3. ``engine: native`` (default; :mod:`alml.dft.ldos_native`): the LDOS straight from ``out/pw.save/wfcN.dat``,
    each k-point read once (norm-conserving only). ``engine: ppx`` (:mod:`alml.dft.ppx`): pp.x, one cube file
    per energy. The two agree to the cubes' 5 digits (tests/test_ldos.py).
