@@ -142,7 +142,8 @@ def real_plan() -> Plan:
         ldos=LdosSettings(reference="absolute", emin=-5.0, emax=9.5, scf_bands_per_atom=2.5),
         descriptors=MALA_AL,
     )
-    # the liquid (12 % more volume, E_F 1.4 eV lower on the absolute ladder) needed 97 bands in its first nscf
+    # the liquid (14 % more volume per atom than at 298 K, E_F 1.4 eV lower on the absolute ladder) needed 97
+    # bands in its first nscf
     return Plan(conds, large, MDSchedule(), data, scf_bands={"933K-liquid": 3.1})
 
 
