@@ -109,7 +109,6 @@ def _build(cache: Path, root: Path, seed: int) -> None:
 
 def git_commit(path: Path, message: str, tries: int = 30, logger: logging.Logger = log) -> bool:
     """``git add PATH && git commit -m MESSAGE -- PATH`` (only that file), waiting out others' index locks."""
-    log = logger
     rel = str(path.resolve().relative_to(REPO))
     for _ in range(tries):
         if (REPO / ".git" / "index.lock").exists():
@@ -119,7 +118,7 @@ def git_commit(path: Path, message: str, tries: int = 30, logger: logging.Logger
         if add.returncode == 0:
             c = subprocess.run(["git", "commit", "-m", message, "--", rel], cwd=REPO, capture_output=True, text=True)
             if c.returncode == 0:
-                log.info("committed %s: %s", rel, message)
+                logger.info("committed %s: %s", rel, message)
                 return True
             if "nothing to commit" in c.stdout + c.stderr or "no changes added" in c.stdout + c.stderr:
                 return True
@@ -127,10 +126,10 @@ def git_commit(path: Path, message: str, tries: int = 30, logger: logging.Logger
         else:
             err = add.stderr
         if "index.lock" not in err:
-            log.warning("git commit of %s failed: %s", rel, err.strip())
+            logger.warning("git commit of %s failed: %s", rel, err.strip())
             return False
         time.sleep(10)
-    log.warning("git commit of %s gave up (index locked)", rel)
+    logger.warning("git commit of %s gave up (index locked)", rel)
     return False
 
 

@@ -186,6 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--commit", action="store_true", help="git-commit the data file after each snapshot")
     p.add_argument("--retry-failed", action="store_true", help="retry candidates that failed before")
     p.add_argument("--status", action="store_true", help="print the plan and what is done, and exit")
+    p.add_argument("--costs", action="store_true", help="print pw.x's CPU and wall per finished snapshot, and exit")
     args = p.parse_args(argv)
     name = "ldos_tiny" if args.tiny else "ldos_v1"
     args.root = (args.root or REPO / "runs" / name).resolve()
@@ -269,12 +270,40 @@ def qe_duration(text: str) -> float:
     return sum(float(v) * units[u] for v, u in parts)
 
 
-def _wall(path: Path, program: str) -> float | None:
-    """Wall seconds QE printed at the end of ``path`` (``PWSCF :`` / ``POST-PROC :`` line), None if absent."""
+def _times(path: Path, program: str) -> tuple[float, float] | None:
+    """(CPU, wall) seconds QE printed at the end of ``path`` (``PWSCF :`` / ``POST-PROC :`` line), None if absent."""
     if not path.is_file():
         return None
-    m = re.findall(rf"{program}\s*:.*CPU\s+(.*?)\s*WALL", path.read_text(errors="replace"))
-    return qe_duration(m[-1]) if m else None
+    m = re.findall(rf"{program}\s*:\s*(.*?)CPU\s+(.*?)\s*WALL", path.read_text(errors="replace"))
+    return (qe_duration(m[-1][0]), qe_duration(m[-1][1])) if m else None
+
+
+def _wall(path: Path, program: str) -> float | None:
+    times = _times(path, program)
+    return times[1] if times else None
+
+
+def cost_table(manifest: dict, root: Path) -> str:
+    """pw.x CPU and wall per rank of every finished snapshot, the SCF's paused parts (``pw.out.stoppedN``) summed,
+    as the table in docs/benchmarks.md ("LDOS snapshot cost")."""
+    lines = ["| snapshot | SCF bands | SCF iterations | SCF CPU | nscf bands | nscf CPU | total CPU | total wall |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in sorted(manifest.get("snapshots", {}).items()):
+        if r.get("status") != "done" or r.get("split") == "large":
+            continue
+        d = root / r["folder"]
+        dft = json.loads((d / "dft.json").read_text())
+        scf_dir = root / "snapshots" / "dft" / dft["job"]
+        parts = [t for f in sorted(scf_dir.glob("pw.out*")) if (t := _times(f, "PWSCF"))]
+        nbnd = re.search(r"nbnd\s*=\s*(\d+)", (scf_dir / "pw.in").read_text())
+        nscf = _times(d / "nscf.out", "PWSCF") or (0.0, 0.0)
+        nscf_bands = re.search(r"nbnd\s*=\s*(\d+)", (d / "nscf.in").read_text()) if (d / "nscf.in").is_file() else None
+        cpu, wall = sum(c for c, _ in parts), sum(w for _, w in parts)
+        bands = nbnd.group(1) if nbnd else "default"
+        lines.append(f"| {name} | {bands} | {dft['n_iterations']} | {cpu / 60:.1f} min | "
+                     f"{nscf_bands.group(1) if nscf_bands else '—'} | {nscf[0] / 60:.1f} min | "
+                     f"{(cpu + nscf[0]) / 60:.1f} min | {(wall + nscf[1]) / 60:.1f} min |")
+    return "\n".join(lines)
 
 
 def snapshot_record(ldos_path: Path, root: Path) -> dict[str, Any]:
@@ -437,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     failed_path = root / "failed.json"
     failed: dict = load_json(failed_path)
+    if args.costs:
+        print(cost_table(manifest, root))
+        return 0
     if args.status:
         print(status_text(cands, manifest, failed))
         return 0
