@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ranks", type=int, default=1, help="MPI ranks for the large cell's descriptors")
     p.add_argument("--retrain", action="store_true", help="delete the model folder and train anew")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--floors", action="store_true",
+                   help="print the floor (true LDOS vs pw.x, no ML) of every finished snapshot and exit")
     args = p.parse_args(argv)
     args.data = (args.data or REPO / "runs" / ("ldos_tiny" if args.tiny else "ldos_v1")).resolve()
     args.out = (args.out or (args.data / "acceptance" if args.tiny else REPO / "runs" / "mldft_acceptance")).resolve()
@@ -166,9 +168,28 @@ def floor_row(snapshot: Path) -> dict[str, float]:
     obs, terms = energies_from_ldos(truth.astype(np.float64), meta.ladder, meta.atoms, meta.temperature,
                                     meta.n_electrons, {"Al": pseudopotential("Al")}, meta.ecutrho)
     ref, n = meta.reference, len(meta.atoms)
+    dterm = {k: 1000.0 * (getattr(terms, k) - v) / n for k, v in ref.terms.items()}
+    worst = max(dterm, key=lambda k: abs(dterm[k]))
     return {"floor_band_mev_per_atom": 1000.0 * (obs.band_energy - ref.band_energy) / n,
-            "floor_total_mev_per_atom": 1000.0 * (terms.free_energy - ref.free_energy) / n,
-            "floor_fermi_mev": 1000.0 * (obs.fermi_level - ref.fermi_level)}
+            "floor_total_mev_per_atom": float(1000.0 * (terms.free_energy - ref.free_energy) / n),
+            "floor_fermi_mev": 1000.0 * (obs.fermi_level - ref.fermi_level),
+            "floor_worst_term": worst, "floor_worst_term_mev_per_atom": float(dterm[worst])}
+
+
+def floors_markdown(data: Path) -> str:
+    """The floor of every finished training-size snapshot of the builder's manifest, as a markdown table."""
+    manifest = json.loads((data / "dataset.json").read_text())
+    lines = ["| snapshot | split | k-points | route | Δμ (meV) | ΔE_band (meV/atom) | ΔF (meV/atom) "
+             "| largest term Δ (meV/atom) |", "|---|---|---|---|---|---|---|---|"]
+    for cand, rec in sorted(manifest["snapshots"].items()):
+        if rec.get("status") != "done" or rec["split"] == "large":
+            continue
+        r = floor_row(data / rec["folder"])
+        route = "SCF + nscf" if rec.get("wall_nscf_s") else "SCF"
+        lines.append(f"| {cand} | {rec['split']} | {rec['n_kpoints']} | {route} | {r['floor_fermi_mev']:+.3f} | "
+                     f"{r['floor_band_mev_per_atom']:+.3f} | {r['floor_total_mev_per_atom']:+.3f} | "
+                     f"{r['floor_worst_term']} {r['floor_worst_term_mev_per_atom']:+.3f} |")
+    return "\n".join(lines)
 
 
 def evaluate_groups(model: Any, groups: dict[str, Any], out: Path, plots: bool) -> dict[str, Any]:
@@ -348,6 +369,12 @@ def errors_plot(report: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.floors:
+        from alml.runtime import set_threads
+
+        set_threads(1)
+        print(floors_markdown(args.data))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
