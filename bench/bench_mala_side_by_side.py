@@ -325,7 +325,7 @@ def train_alml(sets: dict, cfg: Any, out: Path, retrain: bool) -> dict[str, Any]
     total = time.perf_counter() - t0
     history = read_history(folder / "training" / "member_00")
     val = ValidationSnapshot.read(sets["validation"][0][1])
-    pred = predict_members(model, val.x)[0]
+    pred = predict_members(model, val.x, val.atoms)[0]
     physics = math.inf
     for _ in range(3):  # its cost per epoch, best of 3 (the machine is shared)
         t0 = time.perf_counter()

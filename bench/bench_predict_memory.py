@@ -102,7 +102,7 @@ def tiny_model(twojmax: int, members: int, hidden: int, seed: int = 0) -> Any:
     ladder = LdosSettings().ladder(-0.5)
     e_f = (3 * math.pi**2 * 3 / (A0**3 / 4)) ** (2 / 3) / 0.2625  # ħ²/2m = 1/0.2625 eV Å²
     y = 0.2625**1.5 / (2 * math.pi**2) * np.sqrt(np.clip(ladder.energies + e_f, 0.0, None))
-    cfg = LdosModelConfig(network=MLPConfig(hidden=(hidden,), activation="tanh"), members=members)
+    cfg = LdosModelConfig(network=MLPConfig(hidden=(hidden,), activation="tanh"), members=members, global_inputs=[])
     torch.manual_seed(seed)
     nets = new_committee(k, ladder.n, cfg.network, members).double()
     for net in nets:

@@ -71,14 +71,14 @@ def timing_model(members: int | None, hidden: tuple[int, ...] | None, seed: int 
     ladder = LdosSettings().ladder(-0.5)
     e_f = (3 * math.pi**2 * 3 / (A0**3 / 4)) ** (2 / 3) / 0.2625  # ħ²/2m = 1/0.2625 eV Å²
     y = 0.2625**1.5 / (2 * math.pi**2) * np.sqrt(np.clip(ladder.energies + e_f, 0.0, None))
-    k = MALA_AL.n_components
+    n_in = MALA_AL.n_components + len(cfg.global_inputs)  # as a trained model: descriptors, then the atom density
     torch.manual_seed(seed)
-    nets = new_committee(k, ladder.n, cfg.network, cfg.members).double()
+    nets = new_committee(n_in, ladder.n, cfg.network, cfg.members).double()
     for net in nets:
-        net.set_scalers(Scalers(np.zeros(k), np.ones(k), y, 1e-4 * y + 1e-9))
+        net.set_scalers(Scalers(np.zeros(n_in), np.ones(n_in), y, 1e-4 * y + 1e-9))
     nets.eval()
     td = {"temperature": TEMPERATURE, "ecutrho": ECUTRHO_RY * RYDBERG, "elements": ["Al"], "timing_only": True}
-    return LdosModel(nets, cfg, ladder, k, MALA_AL.model_dump(mode="json"), training_data=td)
+    return LdosModel(nets, cfg, ladder, n_in, MALA_AL.model_dump(mode="json"), training_data=td)
 
 
 def run_size(n: int, args: dict[str, Any]) -> dict[str, Any]:

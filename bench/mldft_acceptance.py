@@ -296,8 +296,8 @@ def _f(v: Any, digits: int = 3) -> str:
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Largest |band| and |total| energy error (meV/atom) over ``rows`` and the milestone/goal flags."""
-    worst = max(max(abs(r["band_energy_error_mev_per_atom"]), abs(r["total_energy_error_mev_per_atom"]))
-                if math.isfinite(r["total_energy_error_mev_per_atom"]) else math.inf for r in rows)
+    worst = max((max(abs(r["band_energy_error_mev_per_atom"]), abs(r["total_energy_error_mev_per_atom"]))
+                 if math.isfinite(r["total_energy_error_mev_per_atom"]) else math.inf for r in rows), default=math.inf)
     return {"worst_energy_error_mev_per_atom": worst, f"milestone_{MILESTONE_MEV:g}_mev": worst <= MILESTONE_MEV,
             f"goal_{GOAL_MEV:g}_mev": worst <= GOAL_MEV}
 

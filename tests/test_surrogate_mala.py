@@ -88,8 +88,8 @@ def test_model_trained_on_imported_snapshots_equals_native(tmp_path: Path) -> No
     )
     native_model = train_ldos_model([natives[0], natives[2]], natives[1], cfg)
     imported_model = train_ldos_model(imported[:2], imported[2], cfg)
-    x = ValidationSnapshot.read(natives[1]).x
-    assert np.array_equal(predict_members(native_model, x), predict_members(imported_model, x))
+    v = ValidationSnapshot.read(natives[1])
+    assert np.array_equal(predict_members(native_model, v.x, v.atoms), predict_members(imported_model, v.x, v.atoms))
 
 
 def _pw_arrays(d: Path, name: str = "Al_snapshot0", shape: tuple[int, int, int] = PW_SHAPE) -> MalaFiles:

@@ -56,14 +56,17 @@ def make_model(members: int = 3, seed: int = 0) -> LdosModel:
     torch.manual_seed(seed)
     x = on_grid(cell(), SETTINGS, SHAPE).reshape(-1, SETTINGS.n_components)
     y = free_electron_ldos(cell().get_volume() / 4)
-    scalers = Scalers(x.mean(0), x.std(0) + 1e-12, y, 0.05 * y + 1e-4)
+    # the last input is the cell's atom density (default global_inputs), scaled so that it moves the output
+    scalers = Scalers(np.append(x.mean(0), 0.0), np.append(x.std(0) + 1e-12, 0.01), y, 0.05 * y + 1e-4)
     cfg = LdosModelConfig(network=MLPConfig(hidden=(16,), activation="tanh"), members=members)
-    nets = new_committee(SETTINGS.n_components, LADDER.n, cfg.network, members).double()
+    assert cfg.global_inputs == ["atom_density"]
+    n_in = SETTINGS.n_components + 1
+    nets = new_committee(n_in, LADDER.n, cfg.network, members).double()
     for net in nets:
         net.set_scalers(scalers)
     nets.eval()
     td = {"temperature": T, "ecutrho": ECUT_RY * RYDBERG, "elements": ["Al"]}
-    return LdosModel(nets, cfg, LADDER, SETTINGS.n_components, SETTINGS.model_dump(mode="json"), training_data=td)
+    return LdosModel(nets, cfg, LADDER, n_in, SETTINGS.model_dump(mode="json"), training_data=td)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,9 @@ def test_blocks_strided_along_every_axis(model: LdosModel, base: Prediction, tmp
 def test_matches_the_whole_cell_route(model: LdosModel, base: Prediction) -> None:
     """Streaming prediction = predict_members on the whole grid, then energies_from_ldos on the mean LDOS."""
     x = on_grid(cell(), SETTINGS, SHAPE, dtype=np.float32)  # as PredictConfig.cache_dtype
-    pm = predict_members(model, x)  # (M, nx, ny, nz, n_e)
+    pm = predict_members(model, x, cell())  # (M, nx, ny, nz, n_e)
+    with pytest.raises(ValueError, match="atom_density: pass atoms="):
+        predict_members(model, x)
     vol = cell().get_volume()
     dos_m = pm.reshape(len(pm), -1, LADDER.n).sum(axis=1) * vol / x[..., 0].size
     assert np.allclose(base.dos_members, dos_m, rtol=1e-10)

@@ -243,7 +243,7 @@ def evaluate_model(
         pseudos = None
         if total_energy:
             pseudos = pseudopotentials or _default_pseudos(meta)
-        pred = predict_members(m, _read_descriptors(s / DESCRIPTORS_FILE))
+        pred = predict_members(m, _read_descriptors(s / DESCRIPTORS_FILE), meta.atoms)
         row, curve = snapshot_errors(pred, truth, meta, s.name, pseudos)
         rows.append(row)
         curves.append(curve)

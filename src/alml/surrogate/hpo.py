@@ -190,7 +190,7 @@ def run_hpo(
                                  callbacks=[report])
         if report.pruned:
             raise optuna.TrialPruned(f"pruned at epoch {report.last}")
-        mean, _ = predict_ldos(model, val.x)
+        mean, _ = predict_ldos(model, val.x, val.atoms)
         return float(val.band_energy_error(mean))
 
     remaining = max(0, cfg.trials - n_before)

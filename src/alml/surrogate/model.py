@@ -1,14 +1,17 @@
-"""The ML-DFT network: grid-point descriptors (K,) → LDOS (n_e,), a committee of MLPs, and its model folder.
+"""The ML-DFT network: grid-point inputs (K descriptors + G global inputs) → LDOS (n_e,), a committee of MLPs,
+and its model folder.
 
-Each member is an :class:`~alml.nn.MLP` between an input standardiser (descriptor mean/std) and an output
+Each member is an :class:`~alml.nn.MLP` between an input standardiser (input mean/std) and an output
 scaler (per-energy LDOS mean/std, or one global scale with zero shift); both live in the module as buffers,
-so ``member(x)`` maps raw descriptors to an LDOS in 1/(eV·Å³). The committee's spread over members is the
-uncertainty.
+so ``member(x)`` maps raw inputs to an LDOS in 1/(eV·Å³). The inputs are a point's descriptors followed by the
+cell's ``global_inputs`` (:mod:`alml.surrogate.inputs`; by default its atom density). The committee's spread over
+members is the uncertainty.
 
 A trained model is a folder::
 
     <model>/
-      model.json          format, version, n_in, n_out, members, network, energy ladder, descriptor settings
+      model.json          format, version, n_in, n_out, members, network, energy ladder, descriptor settings,
+                          global inputs
                           (written last: a folder without it is incomplete and never loaded)
       weights.pt          state dict of the committee (float64, scalers included)
       scalers.json        descriptor mean/std and LDOS mean/std (readable without torch)
@@ -28,12 +31,14 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
+from ase import Atoms
 from pydantic import Field, model_validator
 
 from alml.config import Config, load_config
 from alml.data.grids import EnergyLadder
 from alml.nn import MLP, LoopConfig, MLPConfig
 from alml.nn.folder import CONFIG, MODEL_JSON, PROVENANCE, WEIGHTS, write_model_folder
+from alml.surrogate.inputs import GlobalInput, global_values, with_globals
 from alml.surrogate.observables import observables
 
 FORMAT = "alml-ldos"
@@ -65,6 +70,11 @@ class LdosModelConfig(Config):
     )
     monitor: Literal["val_loss", "val_band_energy_mev_per_atom"] = Field(
         "val_loss", description="validation metric for early stopping and the best epoch"
+    )
+    global_inputs: list[GlobalInput] = Field(
+        default_factory=lambda: ["atom_density"],
+        description="cell-wide inputs appended to every point's descriptors (alml.surrogate.inputs): the atom "
+        "density lets one model follow the absolute energy reference across densities; [] for descriptors only",
     )
     workers: int = Field(1, ge=1, description="member trainings side by side (processes)")
     threads: int = Field(1, ge=1, description="torch threads per member training")
@@ -168,6 +178,23 @@ class LdosModel:
     def n_out(self) -> int:
         return self.ladder.n
 
+    @property
+    def global_inputs(self) -> list[str]:
+        return list(self.config.global_inputs)
+
+    def inputs(self, descriptors: np.ndarray, atoms: Atoms | None) -> np.ndarray:
+        """Network inputs (..., n_in) of ``descriptors`` (..., K) of a cell ``atoms`` (needed when the model has
+        global inputs; inputs that already have n_in columns pass unchanged)."""
+        x = np.asarray(descriptors)
+        if x.shape[-1] == self.n_in:
+            return x
+        n_g = len(self.global_inputs)
+        if x.shape[-1] + n_g != self.n_in:
+            raise ValueError(f"the model takes {self.n_in - n_g} descriptor components, got {x.shape[-1]}")
+        if atoms is None:
+            raise ValueError(f"this model also takes the cell's {', '.join(self.global_inputs)}: pass atoms=")
+        return with_globals(x, global_values(atoms, self.global_inputs))
+
     def spec(self) -> dict[str, Any]:
         return {
             "n_in": self.n_in,
@@ -180,6 +207,7 @@ class LdosModel:
                 "kernel": self.ladder.kernel,
             },
             "descriptors": self.descriptor_settings,
+            "global_inputs": self.global_inputs,
             **({"training_data": self.training_data} if self.training_data is not None else {}),
         }
 
@@ -215,6 +243,8 @@ def load_ldos_model(path: str | Path) -> LdosModel:
     if spec.get("format") != FORMAT or int(spec.get("version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported model format {spec.get('format')} v{spec.get('version')}")
     config = load_config(LdosModelConfig, path / CONFIG)
+    if "global_inputs" not in spec:  # written before global inputs existed: descriptors only
+        config = config.model_copy(update={"global_inputs": []})
     network = MLPConfig.model_validate(spec["network"])
     members = new_committee(int(spec["n_in"]), int(spec["n_out"]), network, int(spec["members"])).double()
     members.load_state_dict(torch.load(path / WEIGHTS, weights_only=True))
@@ -231,10 +261,13 @@ def _as_model(model: LdosModel | str | Path) -> LdosModel:
     return model if isinstance(model, LdosModel) else load_ldos_model(model)
 
 
-def predict_members(model: LdosModel | str | Path, descriptors: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) for descriptors (..., K), evaluated in chunks of points."""
+def predict_members(
+    model: LdosModel | str | Path, descriptors: np.ndarray, atoms: Atoms | None = None, chunk: int = 65536
+) -> np.ndarray:
+    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) for descriptors (..., K) of the cell ``atoms`` (or for
+    ready network inputs (..., n_in)), evaluated in chunks of points."""
     m = _as_model(model)
-    x = np.asarray(descriptors)
+    x = m.inputs(descriptors, atoms)
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     dtype = next(m.members.parameters()).dtype
@@ -247,9 +280,12 @@ def predict_members(model: LdosModel | str | Path, descriptors: np.ndarray, chun
     return out.reshape(m.n_members, *lead, m.n_out)
 
 
-def predict_ldos(model: LdosModel | str | Path, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Committee mean and std (ddof=1; zeros for one member) of the LDOS, both (..., n_e), for descriptors (..., K)."""
-    p = predict_members(model, descriptors)
+def predict_ldos(
+    model: LdosModel | str | Path, descriptors: np.ndarray, atoms: Atoms | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Committee mean and std (ddof=1; zeros for one member) of the LDOS, both (..., n_e), for descriptors (..., K)
+    of the cell ``atoms`` (see :func:`predict_members`)."""
+    p = predict_members(model, descriptors, atoms)
     std = p.std(axis=0, ddof=1) if len(p) > 1 else np.zeros(p.shape[1:])
     return p.mean(axis=0), std
 
@@ -266,16 +302,17 @@ class BandEnergyStats(NamedTuple):
 def band_energy_committee(
     model: LdosModel | str | Path,
     descriptors: np.ndarray,
-    volume: float,
+    atoms: Atoms,
     n_electrons: float,
     temperature: float,
     ladder: EnergyLadder | None = None,
 ) -> BandEnergyStats:
-    """Band energies (eV) of a whole cell's predicted LDOS: descriptors (..., K) on the cell's full grid, ``volume``
-    Å³, ``n_electrons``, ``temperature`` K; ``ladder`` defaults to the model's."""
+    """Band energies (eV) of a whole cell's predicted LDOS: descriptors (..., K) on the full grid of the cell
+    ``atoms``, ``n_electrons``, ``temperature`` K; ``ladder`` defaults to the model's."""
     m = _as_model(model)
     lad = ladder or m.ladder
-    p = predict_members(m, descriptors)
+    p = predict_members(m, descriptors, atoms)
+    volume = abs(float(atoms.cell.volume))
     per = np.array([observables(pk, lad, volume, n_electrons, temperature, with_density=False).band_energy for pk in p])
     of_mean = observables(p.mean(axis=0), lad, volume, n_electrons, temperature, with_density=False).band_energy
     std = float(per.std(ddof=1)) if len(per) > 1 else 0.0

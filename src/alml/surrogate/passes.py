@@ -17,18 +17,20 @@ import numpy as np
 from ase import Atoms
 
 from alml.data.grids import EnergyLadder
+from alml.surrogate.inputs import with_globals
 from alml.surrogate.observables import Method, band_energy, entropy_term, fermi_level, integration_weights
 
 Advance = Callable[[str], None]
 
 
-def members_ldos(model: Any, x: np.ndarray) -> np.ndarray:
-    """Every member's LDOS (M, P, n_e) float64 in 1/(eV·Å³) for raw descriptors x (P, K)."""
+def members_ldos(model: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Every member's LDOS (M, P, n_e) float64 in 1/(eV·Å³) for raw descriptors x (P, K) and the cell's global
+    inputs g (G,) (:mod:`alml.surrogate.inputs`)."""
     import torch
 
     dtype = next(model.members.parameters()).dtype
     with torch.no_grad():
-        xb = torch.as_tensor(x, dtype=dtype)
+        xb = torch.as_tensor(with_globals(x, g), dtype=dtype)
         return np.stack([net(xb).double().numpy() for net in model.members])
 
 
@@ -54,8 +56,9 @@ def dos_pass(
 
     nx, ny, nz = ctx.shape
     k = ctx.settings.n_components
-    if model.n_in != k:
-        raise ValueError(f"the model takes {model.n_in} descriptor components but its settings give {k}")
+    if model.n_in != k + len(ctx.globals):
+        raise ValueError(f"the model takes {model.n_in - len(ctx.globals)} descriptor components but its settings "
+                         f"give {k}")
     dtype = np.dtype(config.cache_dtype)
     n_blocks = int(np.prod(strides))
     per_block = nx * ny * nz // n_blocks
@@ -75,7 +78,7 @@ def dos_pass(
         timings["io"] += time.perf_counter() - t0
         for b0 in range(0, len(x), config.batch_points):
             t0 = time.perf_counter()
-            y = members_ldos(model, x[b0 : b0 + config.batch_points])
+            y = members_ldos(model, x[b0 : b0 + config.batch_points], ctx.globals)
             t1 = time.perf_counter()
             sums += y.sum(axis=1)
             timings["network"] += t1 - t0
@@ -154,7 +157,8 @@ def density_pass(
             t0 = time.perf_counter()
             x = desc[n, k0 * plane : k1 * plane]
             timings["io"] += time.perf_counter() - t0
-            rho, mean_ldos = _piece_density(model, x, weights, config.batch_points, ldos_ds is not None, timings)
+            rho, mean_ldos = _piece_density(model, x, ctx.globals, weights, config.batch_points, ldos_ds is not None,
+                                            timings)
             t0 = time.perf_counter()
             idx = (slice(p, None, sx), slice(q, None, sy), slice(r + sz * k0, r + sz * (k1 - 1) + 1, sz))
             dens[(slice(None), *idx)] = rho.reshape(n_m + 1, k1 - k0, my, mx).transpose(0, 3, 2, 1)
@@ -165,7 +169,8 @@ def density_pass(
 
 
 def _piece_density(
-    model: Any, x: np.ndarray, weights: np.ndarray, batch: int, want_ldos: bool, timings: dict[str, float]
+    model: Any, x: np.ndarray, g: np.ndarray, weights: np.ndarray, batch: int, want_ldos: bool,
+    timings: dict[str, float],
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Densities (M+1, P) in 1/Å³ of descriptors x (P, K), members then the mean LDOS's; the mean LDOS (P, n_e)."""
     n_m = model.n_members
@@ -174,7 +179,7 @@ def _piece_density(
     for b0 in range(0, len(x), batch):
         b1 = min(len(x), b0 + batch)
         t0 = time.perf_counter()
-        y = members_ldos(model, x[b0:b1])
+        y = members_ldos(model, x[b0:b1], g)
         t1 = time.perf_counter()
         rho[:n_m, b0:b1] = np.einsum("mpe,me->mp", y, weights[:n_m])
         ym = y.mean(axis=0)

@@ -49,6 +49,7 @@ from pydantic import Field, PositiveInt
 
 from alml.config import Config
 from alml.data.grids import EnergyLadder
+from alml.surrogate.inputs import global_values
 from alml.surrogate.observables import Method
 from alml.surrogate.passes import density_pass, dos_pass, energies, members_observables
 from alml.surrogate.prediction_io import prediction_summary, write_prediction
@@ -176,6 +177,7 @@ class _Context:
     ecut: float | None  # eV
     pseudos: dict[str, Any]  # element -> PseudoData
     n_electrons: float
+    globals: np.ndarray  # (G,) the cell's global inputs (alml.surrogate.inputs), appended to every point's descriptors
 
 
 def predict(
@@ -340,7 +342,8 @@ def _context(atoms: Atoms, model: Any, config: PredictConfig) -> _Context:
         )
     pseudos = _pseudopotentials(atoms, config, td)
     n_el = float(sum(pseudos[s].z_valence for s in atoms.get_chemical_symbols()))
-    return _Context(settings, shape, float(temperature), ecut, pseudos, n_el)  # type: ignore[arg-type]
+    g = global_values(atoms, model.global_inputs)
+    return _Context(settings, shape, float(temperature), ecut, pseudos, n_el, g)  # type: ignore[arg-type]
 
 
 def _pseudopotentials(atoms: Atoms, config: PredictConfig, td: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from alml.data.grids import EnergyLadder, LdosFile
 from alml.dft.ldos import LDOS_FILE
+from alml.surrogate.inputs import global_values, with_globals
 
 DESCRIPTORS_FILE = "descriptors.h5"
 
@@ -80,10 +81,14 @@ def _check_snapshots(snapshots: Sequence[Snapshot]) -> tuple[EnergyLadder, list[
 
 
 def load_points(
-    snapshots: Sequence[Snapshot | str | Path], points_per_snapshot: int | None = None, seed: int = 0
+    snapshots: Sequence[Snapshot | str | Path],
+    points_per_snapshot: int | None = None,
+    seed: int = 0,
+    global_inputs: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, EnergyLadder]:
-    """Descriptors (N, K) and LDOS (N, n_e) float32 of grid points pooled from ``snapshots`` (all points, or
-    ``points_per_snapshot`` drawn without replacement from each), and their common energy ladder."""
+    """Network inputs (N, K + G) and LDOS (N, n_e) float32 of grid points pooled from ``snapshots`` (all points, or
+    ``points_per_snapshot`` drawn without replacement from each), and their common energy ladder. The inputs are the
+    descriptors followed by each snapshot's ``global_inputs`` (:mod:`alml.surrogate.inputs`)."""
     snaps = [_snapshot(s) for s in snapshots]
     ladder, shapes = _check_snapshots(snaps)
     xs, ys = [], []
@@ -96,7 +101,8 @@ def load_points(
             idx = np.sort(rng.choice(n_points, size=points_per_snapshot, replace=False))
         with LdosFile(s.ldos) as f:
             ys.append(f.points(idx).astype(np.float32, copy=False))
-        xs.append(descriptor_points(s.descriptors, idx).astype(np.float32, copy=False))
+            g = global_values(f.atoms, global_inputs)
+        xs.append(with_globals(descriptor_points(s.descriptors, idx).astype(np.float32, copy=False), g))
     return np.concatenate(xs), np.concatenate(ys), ladder
 
 

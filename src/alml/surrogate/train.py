@@ -32,6 +32,7 @@ from alml.data.grids import LdosFile
 from alml.io import sha256_json
 from alml.nn import fit, member_seed, plan_workers, run_members
 from alml.nn.training import Callback
+from alml.surrogate.inputs import global_values, with_globals
 from alml.surrogate.model import (
     TRAINING,
     LdosModel,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 
 class InMemoryPoints:
-    """Training points held in memory: descriptors x (N, K), LDOS y (N, n_e); shuffled anew every epoch."""
+    """Training points held in memory: inputs x (N, K + G), LDOS y (N, n_e); shuffled anew every epoch."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
@@ -77,10 +78,20 @@ class SlabStream:
     order, ``buffer_slabs`` pieces at a time (so from different snapshots), and the points of a buffer are
     shuffled into batches. Memory: one buffer. Every point is seen exactly once per epoch."""
 
-    def __init__(self, snapshots: Sequence[Snapshot | str | Path], planes_per_slab: int = 1, buffer_slabs: int = 8):
+    def __init__(
+        self,
+        snapshots: Sequence[Snapshot | str | Path],
+        planes_per_slab: int = 1,
+        buffer_slabs: int = 8,
+        global_inputs: Sequence[str] = (),
+    ) -> None:
         self.snapshots = [_snapshot(s) for s in snapshots]
         self.buffer_slabs = int(buffer_slabs)
         self.ladder, shapes = _check_snapshots(self.snapshots)
+        self.globals = []
+        for s in self.snapshots:
+            with LdosFile(s.ldos) as f:
+                self.globals.append(global_values(f.atoms, global_inputs))
         self.slabs: list[tuple[int, int, int]] = [
             (n, k0, min(k0 + planes_per_slab, shape[2]))
             for n, shape in enumerate(shapes)
@@ -89,7 +100,7 @@ class SlabStream:
         self.n_points = int(sum(np.prod(shape) for shape in shapes))
 
     def iter_slabs(self, order: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(x (P, K), y (P, n_e)) float32 of each slab, in ``order`` (default: file order)."""
+        """(x (P, K + G), y (P, n_e)) float32 of each slab, in ``order`` (default: file order)."""
         import h5py
 
         order = range(len(self.slabs)) if order is None else order
@@ -100,7 +111,7 @@ class SlabStream:
                 n, k0, k1 = self.slabs[j]
                 x = np.asarray(de[n][:, :, k0:k1, :], dtype=np.float32)
                 y = np.asarray(ld[n].slab(k0, k1), dtype=np.float32)
-                yield x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+                yield with_globals(x.reshape(-1, x.shape[-1]), self.globals[n]), y.reshape(-1, y.shape[-1])
 
     def batches(self, seed: int, epoch: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([seed, epoch])
@@ -193,12 +204,12 @@ def _train_member(
     """Train member ``k``; return its (float64) state dict and its best metrics."""
     seed = member_seed(cfg.seed, k)
     torch.manual_seed(seed)
-    net = new_committee(val.x.shape[1], val.y.shape[1], cfg.network, 1)[0]
+    net = new_committee(len(scalers.x_mean), val.y.shape[1], cfg.network, 1)[0]
     net.set_scalers(scalers)
     x_mean, x_std, y_mean, y_std = (
         torch.as_tensor(v, dtype=torch.float32) for v in (scalers.x_mean, scalers.x_std, scalers.y_mean, scalers.y_std)
     )
-    vx = (torch.as_tensor(val.x) - x_mean) / x_std
+    vx = (torch.as_tensor(with_globals(val.x, global_values(val.atoms, cfg.global_inputs))) - x_mean) / x_std
     vy = (torch.as_tensor(val.y) - y_mean) / y_std
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -262,10 +273,10 @@ def train_ldos_model(
     val = ValidationSnapshot.read(validation, pseudopotentials)
     source: PointSource
     if cfg.streaming:
-        source = SlabStream(train, cfg.planes_per_slab, cfg.buffer_slabs)
+        source = SlabStream(train, cfg.planes_per_slab, cfg.buffer_slabs, cfg.global_inputs)
         ladder, scalers = source.ladder, source.scalers(cfg.output_scaling)
     else:
-        x, y, ladder = load_points(train, cfg.points_per_snapshot, cfg.seed)
+        x, y, ladder = load_points(train, cfg.points_per_snapshot, cfg.seed, cfg.global_inputs)
         source, scalers = InMemoryPoints(x, y), fit_scalers(x, y, cfg.output_scaling)
     if ladder.key() != val.ladder.key():
         raise ValueError("the validation snapshot's energy ladder differs from the training snapshots'")
