@@ -184,13 +184,13 @@ class LdosModel:
 
     def inputs(self, descriptors: np.ndarray, atoms: Atoms | None) -> np.ndarray:
         """Network inputs (..., n_in) of ``descriptors`` (..., K) of a cell ``atoms`` (needed when the model has
-        global inputs; inputs that already have n_in columns pass unchanged)."""
+        global inputs)."""
         x = np.asarray(descriptors)
-        if x.shape[-1] == self.n_in:
-            return x
         n_g = len(self.global_inputs)
         if x.shape[-1] + n_g != self.n_in:
             raise ValueError(f"the model takes {self.n_in - n_g} descriptor components, got {x.shape[-1]}")
+        if n_g == 0:
+            return x
         if atoms is None:
             raise ValueError(f"this model also takes the cell's {', '.join(self.global_inputs)}: pass atoms=")
         return with_globals(x, global_values(atoms, self.global_inputs))
@@ -264,8 +264,8 @@ def _as_model(model: LdosModel | str | Path) -> LdosModel:
 def predict_members(
     model: LdosModel | str | Path, descriptors: np.ndarray, atoms: Atoms | None = None, chunk: int = 65536
 ) -> np.ndarray:
-    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) for descriptors (..., K) of the cell ``atoms`` (or for
-    ready network inputs (..., n_in)), evaluated in chunks of points."""
+    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) for descriptors (..., K) of the cell ``atoms`` (needed when
+    the model has global inputs), evaluated in chunks of points."""
     m = _as_model(model)
     x = m.inputs(descriptors, atoms)
     lead = x.shape[:-1]
