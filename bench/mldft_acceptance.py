@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--floors", action="store_true",
                    help="print the floor (true LDOS vs pw.x, no ML) of every finished snapshot and exit")
+    p.add_argument("--last-epoch", action="store_true",
+                   help="print the fit-set errors of each member's last checkpoint (not its best epoch) and exit: "
+                        "in-sample capacity while training goes on")
     args = p.parse_args(argv)
     args.data = (args.data or REPO / "runs" / ("ldos_tiny" if args.tiny else "ldos_v1")).resolve()
     args.out = (args.out or (args.data / "acceptance" if args.tiny else REPO / "runs" / "mldft_acceptance")).resolve()
@@ -189,6 +192,33 @@ def floors_markdown(data: Path) -> str:
         lines.append(f"| {cand} | {rec['split']} | {rec['n_kpoints']} | {route} | {r['floor_fermi_mev']:+.3f} | "
                      f"{r['floor_band_mev_per_atom']:+.3f} | {r['floor_total_mev_per_atom']:+.3f} | "
                      f"{r['floor_worst_term']} {r['floor_worst_term_mev_per_atom']:+.3f} |")
+    return "\n".join(lines)
+
+
+def last_epoch_markdown(model_dir: Path, groups: dict[str, Any]) -> str:
+    """Errors on the train + validation snapshots of the model in ``model_dir`` with every member set to the weights
+    of its last checkpoint (``training/member_XX/checkpoint.pt``), as a markdown table."""
+    import torch
+
+    from alml.nn.training import CHECKPOINT
+    from alml.surrogate import evaluate_model
+    from alml.surrogate.model import TRAINING, load_ldos_model
+
+    model = load_ldos_model(model_dir)
+    epochs = []
+    for k, net in enumerate(model.members):
+        saved = torch.load(model_dir / TRAINING / f"member_{k:02d}" / CHECKPOINT, weights_only=False)
+        net.load_state_dict({key: v.double() for key, v in saved["model"].items()})
+        epochs.append(len(json.loads((model_dir / TRAINING / f"member_{k:02d}" / "history.json").read_text())))
+    ev = evaluate_model(model, groups["train"] + groups["validation"], None, plots=False)
+    lines = [f"Last checkpoints (epochs {epochs}) of `{model_dir}`:", "",
+             "| snapshot | split | ΔE_band (meV/atom) | ΔF (meV/atom) | density error (%) | Δμ (meV) |",
+             "|---|---|---|---|---|---|"]
+    for d, r in zip(groups["train"] + groups["validation"], ev.rows):
+        split = "validation" if d in groups["validation"] else "train"
+        lines.append(f"| {groups['candidates'][d.name]} | {split} | {r.band_energy_error_mev_per_atom:+.1f} | "
+                     f"{r.total_energy_error_mev_per_atom:+.1f} | {r.density_error_percent:.2f} | "
+                     f"{r.fermi_level_error_mev:+.1f} |")
     return "\n".join(lines)
 
 
@@ -374,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
 
         set_threads(1)
         print(floors_markdown(args.data))
+        return 0
+    if args.last_epoch:
+        from alml.runtime import set_threads
+
+        set_threads(1)
+        print(last_epoch_markdown(args.out / "model", snapshot_groups(args.data, args.out)))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
