@@ -222,3 +222,27 @@ def test_run_members_in_processes_with_one_thread_each():
     out = run_members(_threads_and_square, [0, 1, 2], workers=2, threads=1)
     assert out == [(1, 0), (1, 1), (1, 4)]
     assert run_members(_threads_and_square, [3], workers=4, threads=1) == [(1, 9)]
+
+
+def test_refit_output_layer_is_the_least_squares_readout():
+    """After the refit the output layer equals numpy's least-squares solution on [h, 1], the residuals sum to
+    zero for every output, and the training MSE it reports is the one recomputed directly (and not above before)."""
+    from alml.nn.refit import refit_output_layer
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    mlp = MLP(3, (12,), "tanh", n_out=4).double()
+    x = torch.as_tensor(rng.normal(size=(600, 3)))
+    y = torch.stack([torch.sin(x[:, 0]), x[:, 1] ** 2, x[:, 0] * x[:, 2], torch.ones(600) * 3.0], 1)
+    res = refit_output_layer(mlp, [(x[i : i + 128], y[i : i + 128]) for i in range(0, 600, 128)], ridge=0.0)
+    with torch.no_grad():
+        h = mlp.net[:-1](x).numpy()
+        pred = mlp(x).numpy()
+    h1 = np.hstack([h, np.ones((600, 1))])
+    w, *_ = np.linalg.lstsq(h1, y.numpy(), rcond=None)
+    np.testing.assert_allclose(pred, h1 @ w, atol=1e-9)
+    resid = pred - y.numpy()
+    assert np.abs(resid.sum(axis=0)).max() < 1e-8 * 600
+    assert res.n_points == 600
+    assert res.mse_after == pytest.approx(float(np.mean(resid**2)), rel=1e-9, abs=1e-12)
+    assert res.mse_after <= res.mse_before

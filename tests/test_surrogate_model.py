@@ -75,7 +75,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path],
     train = [write_snapshot(root / f"snap{i}", seed=i) for i in range(2)]
     val = write_snapshot(root / "val", seed=10)
     out = root / "model"
-    train_ldos_model(train, val, config(), out)
+    train_ldos_model(train, val, config(refit_output=True), out)
     return out, train, val
 
 
@@ -93,6 +93,10 @@ def test_beats_constant_baseline_on_held_out_snapshot(trained: tuple[Path, list[
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["members"]) == 2
     assert all(np.isfinite(m["val_band_energy_mev_per_atom"]) for m in metrics["members"])
+    # the output-layer refit (on in this fixture) can only lower the training MSE, and is validated afterwards
+    for m in metrics["members"]:
+        assert m["refit"]["train_mse_after"] <= m["refit"]["train_mse_before"]
+        assert np.isfinite(m["refit"]["val_band_energy_mev_per_atom"])
     history = json.loads((out / "training" / "member_00" / "history.json").read_text())
     assert len(history) == 60 and "val_band_energy_mev_per_atom" in history[-1]
 
@@ -118,7 +122,7 @@ def test_folder_round_trip_and_incomplete_folder(trained: tuple[Path, list[Path]
     assert np.array_equal(predict_members(a, x, v.atoms), predict_members(b, x, v.atoms))
     pm = predict_members(a, v.x.reshape(*SHAPE, -1), v.atoms)
     assert pm.shape == (2, *SHAPE, LADDER.n)
-    assert a.config == config()
+    assert a.config == config(refit_output=True)
     assert a.ladder.key() == LADDER.key()
     assert a.descriptor_settings is not None and a.descriptor_settings["twojmax"] == 2
     assert "versions" in a.provenance and "dataset_hash" in a.provenance
@@ -135,7 +139,7 @@ def test_rerun_resumes_from_checkpoints(trained: tuple[Path, list[Path], Path]) 
     the same weights; another config on that folder is refused."""
     out, train, val = trained
     before = load_ldos_model(out)
-    again = train_ldos_model(train, val, config(), out)
+    again = train_ldos_model(train, val, config(refit_output=True), out)
     v = ValidationSnapshot.read(val)
     assert np.allclose(predict_members(before, v.x, v.atoms), predict_members(again, v.x, v.atoms), atol=1e-6)
     history = json.loads((out / "training" / "member_01" / "history.json").read_text())

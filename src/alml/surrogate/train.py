@@ -11,6 +11,14 @@ After every epoch each member is validated in physics units on one whole validat
 the density error in % and, given pseudopotentials, the total-energy error in meV/atom, plus the scaled MSE
 (``val_loss``).
 
+After the best epoch is restored, ``refit_output`` (opt-in) replaces each member's output layer by the exact
+least-squares fit on all training points (:func:`alml.nn.refit.refit_output_layer`) and validates again
+(``metrics.json``: ``refit``). Integrated observables are sums over ~10⁵ points per cell, so the small common bias
+that the last SGD steps leave in the outputs comes back multiplied: on the Al dataset it moved every snapshot's
+band energy together by tens of meV/atom from one epoch to the next. The refit removes that common part; it does
+not remove a held-out snapshot's own error (docs/benchmarks.md, "Integrated observables amplify a common output
+bias").
+
 With ``streaming``, points are instead read from disk by k-slabs every epoch (:class:`SlabStream`): memory is
 one shuffle buffer of ``buffer_slabs`` slabs drawn from shuffled snapshots, and the scalers come from running sums.
 Not yet: validation on several snapshots, and validation of a snapshot larger than memory.
@@ -31,6 +39,7 @@ import torch
 from alml.data.grids import LdosFile
 from alml.io import sha256_json
 from alml.nn import fit, member_seed, plan_workers, run_members
+from alml.nn.refit import refit_output_layer
 from alml.nn.training import Callback
 from alml.surrogate.inputs import global_values, with_globals
 from alml.surrogate.model import (
@@ -185,6 +194,9 @@ def _scalers_from_moments(n: int, sx: Any, sxx: Any, sy: Any, syy: Any, output_s
 PointSource = InMemoryPoints | SlabStream
 
 
+#: points per batch when accumulating the output-layer refit's normal equations
+_REFIT_BATCH = 65536
+
 _BEST_KEYS = (
     "val_loss", "val_band_energy_mev_per_atom", "val_density_error_percent", "val_total_energy_mev_per_atom"
 )
@@ -212,8 +224,8 @@ def _train_member(
     vx = (torch.as_tensor(with_globals(val.x, global_values(val.atoms, cfg.global_inputs))) - x_mean) / x_std
     vy = (torch.as_tensor(val.y) - y_mean) / y_std
 
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in source.batches(seed, epoch, cfg.batch_size):
+    def batches(epoch: int, size: int = cfg.batch_size) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in source.batches(seed, epoch, size):
             yield (torch.as_tensor(x) - x_mean) / x_std, (torch.as_tensor(y) - y_mean) / y_std
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -247,6 +259,10 @@ def _train_member(
         "stopped": state.stopped,
         **{key: best.get(key) for key in _BEST_KEYS if key in best},
     }
+    if cfg.refit_output:
+        refit = refit_output_layer(net.mlp, batches(0, _REFIT_BATCH))
+        info["refit"] = {"train_mse_before": refit.mse_before, "train_mse_after": refit.mse_after, **evaluate()}
+        log.info("member %d: output layer refit, training MSE %.4g -> %.4g", k, refit.mse_before, refit.mse_after)
     return {key: v.detach().double().clone() for key, v in net.state_dict().items()}, info
 
 
