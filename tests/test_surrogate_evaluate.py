@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,33 @@ def test_truth_scores_zero_and_a_perturbed_committee_does_not(tmp_path: Path) ->
     no_total, _ = snapshot_errors(members, truth, meta, "s1", None)  # no pseudopotentials: no total energy
     assert np.isnan(no_total.total_energy_error_mev_per_atom)
     assert no_total.band_energy_error_mev_per_atom == pytest.approx(bad.band_energy_error_mev_per_atom)
+
+
+def test_members_are_consumed_one_at_a_time(tmp_path: Path) -> None:
+    """A generator of members gives the stacked array's result while no earlier member is still alive."""
+    truth, meta = _snapshot(tmp_path)
+    rng = np.random.default_rng(3)
+    scales = [1 + 0.05 * rng.standard_normal(truth.shape) for _ in range(3)]
+    stacked, stacked_curves = snapshot_errors(np.stack([truth * s for s in scales]), truth, meta, "s1", pseudo())
+    alive: list[weakref.ref] = []
+
+    def members():
+        for s in scales:
+            gc.collect()
+            assert all(r() is None for r in alive), "an earlier member is still held"
+            m = truth * s
+            alive.append(weakref.ref(m))
+            yield m
+            del m
+
+    streamed, curves = snapshot_errors(members(), truth, meta, "s1", pseudo())
+    assert len(alive) == 3
+    for name in ("band_energy_error_mev_per_atom", "total_energy_error_mev_per_atom", "density_error_percent",
+                 "density_std_percent", "band_energy_std_mev_per_atom", "fermi_level_std_mev"):
+        assert getattr(streamed, name) == pytest.approx(getattr(stacked, name), rel=1e-12, abs=1e-12), name
+    assert np.allclose(curves.dos_std, stacked_curves.dos_std, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="at least one member"):
+        snapshot_errors(iter(()), truth, meta, "s1", None)
 
 
 def test_qe_values_are_the_reference_when_present(tmp_path: Path) -> None:

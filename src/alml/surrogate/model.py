@@ -24,7 +24,7 @@ A trained model is a folder::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -268,23 +268,29 @@ def _as_model(model: LdosModel | str | Path) -> LdosModel:
     return model if isinstance(model, LdosModel) else load_ldos_model(model)
 
 
-def predict_members(
+def iter_member_predictions(
     model: LdosModel | str | Path, descriptors: np.ndarray, atoms: Atoms | None = None, chunk: int = 65536
-) -> np.ndarray:
-    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) for descriptors (..., K) of the cell ``atoms`` (needed when
-    the model has global inputs), evaluated in chunks of points."""
+) -> Iterator[np.ndarray]:
+    """Each member's LDOS (..., n_e) in 1/(eV·Å³), float64, one member at a time, for descriptors (..., K) of the cell
+    ``atoms`` (needed when the model has global inputs), evaluated in chunks of points. Holds one member's LDOS."""
     m = _as_model(model)
     x = m.inputs(descriptors, atoms)
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     dtype = next(m.members.parameters()).dtype
-    out = np.empty((m.n_members, flat.shape[0], m.n_out))
     with torch.no_grad():
-        for i0 in range(0, flat.shape[0], chunk):
-            xb = torch.as_tensor(flat[i0 : i0 + chunk], dtype=dtype)
-            for k, net in enumerate(m.members):
-                out[k, i0 : i0 + chunk] = net(xb).double().numpy()
-    return out.reshape(m.n_members, *lead, m.n_out)
+        for net in m.members:
+            out = np.empty((flat.shape[0], m.n_out))
+            for i0 in range(0, flat.shape[0], chunk):
+                out[i0 : i0 + chunk] = net(torch.as_tensor(flat[i0 : i0 + chunk], dtype=dtype)).double().numpy()
+            yield out.reshape(*lead, m.n_out)
+
+
+def predict_members(
+    model: LdosModel | str | Path, descriptors: np.ndarray, atoms: Atoms | None = None, chunk: int = 65536
+) -> np.ndarray:
+    """Every member's LDOS (M, ..., n_e) in 1/(eV·Å³) (see :func:`iter_member_predictions`, which holds one)."""
+    return np.stack(list(iter_member_predictions(model, descriptors, atoms, chunk)))
 
 
 def predict_ldos(
@@ -337,6 +343,7 @@ __all__: Sequence[str] = (
     "is_ldos_model_folder",
     "load_ldos_model",
     "predict_ldos",
+    "iter_member_predictions",
     "predict_members",
     "save_ldos_model",
 )
