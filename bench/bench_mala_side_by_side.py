@@ -8,17 +8,17 @@ grid points/s at 1 and 2 cores, with both codes' test errors next to their throu
     nohup nice -n 10 .venv/bin/python bench/bench_mala_side_by_side.py --atoms 108 > /dev/null 2>&1 &
     tail -f runs/mala_side_by_side/side_by_side.log          # progress (MALA's own output: mala.log)
 
-That trains both codes with examples/ldos_al.yaml ((400, 400) ReLU, 150 epochs at most, batch 1024, lr 1e-3, plateau
-schedule, early stopping after 25 epochs) on the 7 training snapshots (4 solid cells of 64³ points, 3 liquid of 72³:
-2.2 M points), tests on the 6 test snapshots, and times prediction of a 32-atom test cell (64³) and a 108-atom fcc
-cell (96³) at 1 and 2 cores. Expected cost on this 2-core machine (estimates from the measured per-point rates in
-examples/ldos_al.yaml and docs/benchmarks.md, not measured end to end): training up to ~4 h per code (150 epochs of
-2.2 M points at ~20–28 k points/s, ~5x the acceptance config's sampled epochs; less with early stopping), testing
-~5 min, prediction ~40 min; memory up to ~4–6 GB while a code holds its training points (3.4 GB in float32);
-disk ~6.5 GB for ``mala_data/``. A rerun reuses both trained models; ``--epochs``,
-``--hidden``, ``--batch-size``, ``--lr`` or another ``--config`` change the shared settings (``output_scaling: single``
-in the config makes MALA use ``standard``). The figures then go to docs/benchmarks.md ("ML-DFT end-to-end prediction
-time"), from ``side_by_side.md``.
+That trains both codes with examples/ldos_al.yaml ((400, 400) ReLU, 60 epochs, batch 1024, lr 1e-3, cosine schedule in
+alml and a constant rate in MALA, which has no cosine schedule) on the 7 training snapshots (4 solid cells of 64³
+points, 3 liquid of 72³: 2.2 M points), tests on the 6 test snapshots, and times prediction of a 32-atom test cell
+(64³) and a 108-atom fcc cell (96³) at 1 and 2 cores. Expected cost on this 2-core machine (estimates from the
+measured per-point rates in examples/ldos_al.yaml and docs/benchmarks.md, not measured end to end): training ~1.3–1.8
+h per code (60 epochs of 2.2 M points at ~20–28 k points/s, ~5x the acceptance config's sampled epochs), testing ~5
+min, prediction ~40 min; memory up to ~4–6 GB while a code holds its training points (3.4 GB in float32); disk ~6.5 GB
+for ``mala_data/``. A rerun reuses both trained models; ``--epochs``, ``--hidden``, ``--batch-size``, ``--lr`` or
+another ``--config`` change the shared settings (``output_scaling: single`` in the config makes MALA use
+``standard``). The figures then go to docs/benchmarks.md ("ML-DFT end-to-end prediction time"), from
+``side_by_side.md``.
 
 Data: the builder's manifest ``<data>/dataset.json`` (default ``runs/ldos_v1``; its train, validation and test
 splits), or explicit snapshot folders ``--train GLOB... --val DIR --test GLOB...``. MALA is never an alml
@@ -53,8 +53,9 @@ Steps (training is reused when its inputs are unchanged; ``--retrain`` starts ov
    its passes (the second feeds the density) and its ``total`` also holds the density and Harris–Foulkes energy,
    which MALA's band-energy path does not compute: the comparison is conservative for alml.
 
-Like-for-like limits (also in ``side_by_side.json`` under ``notes``): MALA keeps the last epoch's weights, alml the
-best validation epoch's; MALA clips negative LDOS values of its predictions to zero; MALA's band energy integrates the
+Like-for-like limits (also in ``side_by_side.json`` under ``notes``): MALA keeps the last epoch's weights, alml those
+its config's ``training.keep`` names (examples/ldos_al.yaml: the last too), and alml's ``refit_output`` has no MALA
+counterpart; MALA clips negative LDOS values of its predictions to zero; MALA's band energy integrates the
 broadened LDOS as it is, alml's undoes the ladder's broadening kernel (the floors show what that costs); MALA has no
 floor on per-energy output stds; MALA 1.4 needs a shim for torch 2.13 (``ReduceLROnPlateau(verbose=...)`` was removed)
 and has no learning-rate floor; alml evaluates its saved network in float64, MALA in float32; seeds differ.
@@ -277,6 +278,11 @@ def mala_parameters(
         notes.append("gradient clipping: alml only (MALA has none)")
     if t.schedule == "plateau":
         notes.append(f"learning-rate floor lr_min = {t.lr_min:g}: alml only (MALA passes no min_lr)")
+    notes.append("weights: MALA keeps the last epoch's, alml " + ("the last epoch's too" if t.keep == "last"
+                                                                 else "the best validation epoch's"))
+    if cfg.refit_output:
+        notes.append("alml refits its output layer by least squares on the training points after training; MALA "
+                     "has no such step")
     sections: dict[str, dict[str, Any]] = {"descriptors": {}, "targets": {}}
     for key, value in mala_meta.items():
         section, attr = key.split(".")
@@ -336,7 +342,9 @@ def train_alml(sets: dict, cfg: Any, out: Path, retrain: bool) -> dict[str, Any]
         "key": key, "model": str(folder), "train_s": total, "epochs": len(history), "epoch_s": epoch_s,
         "mean_epoch_s": float(np.mean(epoch_s)), "setup_s": total - float(np.sum(epoch_s)),
         "physics_validation_s": physics, "val_loss": [h["val_loss"] for h in history],
-        "best_epoch": int(np.nanargmin([h[cfg.monitor] for h in history])) + 1, "weights": "best validation epoch",
+        "best_epoch": (int(np.nanargmin([h[cfg.monitor] for h in history])) + 1 if cfg.training.keep == "best"
+                       else len(history)),
+        "weights": "best validation epoch" if cfg.training.keep == "best" else "last epoch",
     }
     record.write_text(json.dumps(result, indent=1))
     return result
@@ -624,7 +632,6 @@ def main(argv: list[str] | None = None) -> int:
     notes += [
         "total energy: MALA 1.4 computes it only through its compiled Quantum ESPRESSO module (not on PyPI), so "
         "band energy and Fermi level are compared; alml's total-energy error is listed alone",
-        "weights: MALA keeps the last epoch's, alml the best validation epoch's",
         "MALA clips negative predicted LDOS values to zero (restrict_targets); alml does not",
         "observables: MALA integrates the broadened LDOS as it is, alml undoes the ladder's broadening kernel "
         "(floors); 'MALA net + alml obs' runs MALA's predicted LDOS through alml's observables",

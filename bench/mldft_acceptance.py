@@ -30,13 +30,14 @@ Definitions (as :mod:`alml.surrogate.evaluate`): energy errors signed, 1000 (E_M
 committee-mean LDOS; density error 100 ∫|n_ML − n_ref| / ∫ n_ref in %; committee std (ddof 1) over members' values.
 Milestone: every test snapshot and the large cell within 5 meV/atom in |band| and |total| energy; goal: within 1.
 
-Cost on this 2-core machine (examples/ldos_al.yaml): training 2–5 h (4 members, 1 thread each, one after another),
-evaluation ~1–2 min per 32-atom snapshot (14: 6 test + 8 fit, plus the cheap floors), prediction of the 108-atom
-cell ~10–15 min (descriptors of 96³ = 0.9 M grid points at 2J = 10, two network passes): ~3–6 h in all. Memory:
-~3 GB while evaluating a liquid snapshot (three float64 arrays of 72³ points x 291 energies: the truth, the
-committee sum and one member; members are evaluated one at a time), ~2–3 GB for the prediction. Smoke test (``--tiny``: 2 members of (32, 32), 40 epochs, on the tiny dataset): 74 s in all (training
-51 s, evaluation 13 s, 8-atom prediction 5 s), peak memory 0.6 GB; its errors are meaningless (2J = 2, two 4-atom
-training cells), it proves the pipeline.
+Cost on this 2-core machine (examples/ldos_al.yaml): training ~2 h (4 members x 60 epochs x ~30 s, 1 thread each,
+one after another, plus the output refits), evaluation ~1–2 min per 32-atom snapshot (14: 6 test + 8 fit, plus the
+cheap floors), prediction of the 108-atom cell ~10–15 min (descriptors of 96³ = 0.9 M grid points at 2J = 10, two
+network passes): ~3–4 h in all. Memory: ~3 GB while evaluating a liquid snapshot (three float64 arrays of 72³
+points x 291 energies: the truth, the committee sum and one member; members are evaluated one at a time), ~2–3 GB
+for the prediction. Smoke test (``--tiny``: 2 members of (32, 32), 40 epochs, on the tiny dataset): 74 s in all
+(training 51 s, evaluation 13 s, 8-atom prediction 5 s), peak memory 0.6 GB; its errors are meaningless (2J = 2, two
+4-atom training cells), it proves the pipeline.
 """
 
 from __future__ import annotations

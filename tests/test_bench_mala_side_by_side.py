@@ -56,6 +56,10 @@ def test_mala_parameters_mirror_the_alml_config():
     p, notes = sbs.mala_parameters(cosine, 5, 166, META, "minmax")
     assert p["running"]["learning_rate_scheduler"] is None and p["running"]["early_stopping_epochs"] == 0
     assert any("cosine" in n for n in notes)
+    assert any("alml the best validation epoch's" in n for n in notes) and not any("refits" in n for n in notes)
+    last = cfg.model_copy(update={"training": LoopConfig(epochs=7, keep="last"), "refit_output": True})
+    _, notes = sbs.mala_parameters(last, 5, 166, META, "minmax")
+    assert any("alml the last epoch's too" in n for n in notes) and any("refits" in n for n in notes)
 
 
 @pytest.mark.parametrize(("mala", "alml", "equal"), [

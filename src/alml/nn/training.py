@@ -53,6 +53,10 @@ class LoopConfig(Config):
     min_delta: float = Field(0.0, ge=0, description="relative improvement that counts (0: any decrease)")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints")
+    keep: Literal["best", "last"] = Field(
+        "best", description="weights returned: the best epoch by the monitored metric, or the last epoch (no "
+        "selection on validation data; pair with a cosine schedule that ends at lr_min)"
+    )
 
 
 @dataclass
@@ -123,7 +127,8 @@ def fit(
     callbacks: Sequence[Callback] = (),
     fingerprint: str = "",
 ) -> LoopState:
-    """Train ``model`` in place; on return it holds the weights of the best epoch.
+    """Train ``model`` in place; on return it holds the weights of the best epoch (``cfg.keep == "best"``) or of
+    the last one (``"last"``).
 
     ``fingerprint`` (e.g. a hash of the config and data) is stored in the checkpoint; resuming
     from a checkpoint with another fingerprint is an error, so a changed run never continues an
@@ -211,7 +216,8 @@ def fit(
             checkpoint()
     if not state.stopped:
         state.stopped = f"reached {cfg.epochs} epochs"
-    model.load_state_dict(best_weights)
+    if cfg.keep == "best":
+        model.load_state_dict(best_weights)
     return state
 
 

@@ -251,13 +251,15 @@ def _train_member(
         callbacks=callbacks,
         fingerprint=f"{fingerprint}-{k}",
     )
-    best = state.history[state.best_epoch - 1] if state.best_epoch > 0 else {}
+    kept_epoch = state.best_epoch if cfg.training.keep == "best" else state.epoch
+    kept = state.history[kept_epoch - 1] if kept_epoch > 0 else {}
     info = {
         "member": k,
         "seed": seed,
         "best_epoch": state.best_epoch,
+        "kept_epoch": kept_epoch,
         "stopped": state.stopped,
-        **{key: best.get(key) for key in _BEST_KEYS if key in best},
+        **{key: kept.get(key) for key in _BEST_KEYS if key in kept},
     }
     if cfg.refit_output:
         refit = refit_output_layer(net.mlp, batches(0, _REFIT_BATCH))
