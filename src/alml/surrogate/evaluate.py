@@ -153,7 +153,11 @@ def snapshot_errors(
         del member
     if total is None:
         raise ValueError("snapshot_errors needs at least one member prediction")
-    mean_obs, mean_f = per[0] if len(per) == 1 else _try_observe(total / len(per), meta, pseudopotentials)
+    if len(per) == 1:
+        mean_obs, mean_f = per[0]
+    else:
+        total /= len(per)  # in place: the committee mean, without a fourth array
+        mean_obs, mean_f = _try_observe(total, meta, pseudopotentials)
     del total
     nan = float("nan")
 
