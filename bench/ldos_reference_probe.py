@@ -10,7 +10,7 @@ snapshot (from the true density, an oracle, and from a superposition of the pseu
 ions only) and asks a quadratic ridge (descriptors, squares, atom density; as bench/ldos_density_probe.py)
 whether learning the LDOS on an energy axis shifted by φ̄ (E' = E − φ̄ + const) lowers its leave-one-snapshot-out
 Fermi-level and band-energy errors. Targets are moved onto the shifted axis by cubic interpolation; predictions are
-evaluated exactly on the shifted ladder. No network, a few minutes of CPU:
+evaluated exactly on the shifted ladder. No network, ~9 min of one busy core:
 
     .venv/bin/python bench/ldos_reference_probe.py       # every finished 32-atom snapshot of runs/ldos_v1
 
@@ -66,8 +66,7 @@ def mean_inner_potential(atoms, n: np.ndarray) -> float:
     lengths, shape = np.diag(cell), n.shape
     grid = np.stack(np.meshgrid(*[np.arange(s) / s for s in shape], indexing="ij"), -1).reshape(-1, 3) * lengths
     d, _ = cKDTree(atoms.get_positions() % lengths, boxsize=lengths).query(grid % lengths)
-    volume = float(np.prod(lengths))
-    return 2 * np.pi / 3 / volume * E2 * float((d**2 * n.reshape(-1)).sum()) * volume / d.size
+    return 2 * np.pi / 3 * E2 * float((d**2 * n.reshape(-1)).mean())  # (1/Ω) ∫ ... d³r is the grid mean
 
 
 def shifted(y: np.ndarray, energies: np.ndarray, s: float) -> np.ndarray:
