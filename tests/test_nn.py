@@ -133,7 +133,6 @@ def test_fit_loss_falls_and_keeps_best(tmp_path):
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "checkpoint.pt").is_file()
 
 
-
 def test_fit_keep_last_returns_the_last_epoch_not_the_best():
     model, step, batches, evaluate = _setup()
     # a constant, too-high learning rate makes the validation loss wander, so best and last epochs differ
@@ -142,6 +141,7 @@ def test_fit_keep_last_returns_the_last_epoch_not_the_best():
     last = state.history[-1]["val_loss"]
     assert state.best_epoch != state.epoch and state.best < last
     assert evaluate()["val_loss"] == pytest.approx(last, rel=1e-12)
+
 
 def test_fit_early_stopping_and_plateau_schedule():
     model, step, batches, evaluate = _setup()

@@ -197,7 +197,7 @@ PointSource = InMemoryPoints | SlabStream
 #: points per batch when accumulating the output-layer refit's normal equations
 _REFIT_BATCH = 65536
 
-_BEST_KEYS = (
+_KEPT_KEYS = (
     "val_loss", "val_band_energy_mev_per_atom", "val_density_error_percent", "val_total_energy_mev_per_atom"
 )
 
@@ -259,7 +259,7 @@ def _train_member(
         "best_epoch": state.best_epoch,
         "kept_epoch": kept_epoch,
         "stopped": state.stopped,
-        **{key: kept.get(key) for key in _BEST_KEYS if key in kept},
+        **{key: kept.get(key) for key in _KEPT_KEYS if key in kept},
     }
     if cfg.refit_output:
         refit = refit_output_layer(net.mlp, batches(0, _REFIT_BATCH))
