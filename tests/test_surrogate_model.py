@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +135,10 @@ def test_folder_round_trip_and_incomplete_folder(trained: tuple[Path, list[Path]
         load_ldos_model(tmp_path / "half")
 
 
-def test_rerun_resumes_from_checkpoints(trained: tuple[Path, list[Path], Path]) -> None:
+def test_rerun_resumes_from_checkpoints(trained: tuple[Path, list[Path], Path], tmp_path: Path) -> None:
     """A second call on the same folder resumes each member from its final checkpoint: no new epochs,
-    the same weights; another config on that folder is refused."""
+    the same weights; switching the output refit off resumes too (it is post-processing); another config on that
+    folder is refused."""
     out, train, val = trained
     before = load_ldos_model(out)
     again = train_ldos_model(train, val, config(refit_output=True), out)
@@ -144,6 +146,12 @@ def test_rerun_resumes_from_checkpoints(trained: tuple[Path, list[Path], Path]) 
     assert np.allclose(predict_members(before, v.x, v.atoms), predict_members(again, v.x, v.atoms), atol=1e-6)
     history = json.loads((out / "training" / "member_01" / "history.json").read_text())
     assert len(history) == 60
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    plain = train_ldos_model(train, val, config(refit_output=False, members=1), copy)  # post-processing, committee size
+    assert len(json.loads((copy / "training" / "member_00" / "history.json").read_text())) == 60
+    assert "refit" not in json.loads((copy / "metrics.json").read_text())["members"][0]
+    assert not np.allclose(predict_members(plain, v.x, v.atoms), predict_members(again, v.x, v.atoms)[:1], atol=1e-6)
     with pytest.raises(ValueError, match="another run"):
         train_ldos_model(train, val, config(seed=4), out)
 

@@ -197,6 +197,10 @@ PointSource = InMemoryPoints | SlabStream
 #: points per batch when accumulating the output-layer refit's normal equations
 _REFIT_BATCH = 65536
 
+# settings that do not change a member's checkpointed training, so a folder resumes under another value of them:
+# the refit runs afterwards on the restored weights, and member k's seed and data do not depend on the committee
+# size (a grown committee keeps its trained members)
+_NOT_IN_FINGERPRINT = {"refit_output", "members", "workers", "threads"}
 _KEPT_KEYS = (
     "val_loss", "val_band_energy_mev_per_atom", "val_density_error_percent", "val_total_energy_mev_per_atom"
 )
@@ -308,7 +312,8 @@ def train_ldos_model(
         for s in train
     ]
     dataset_hash = sha256_json({"files": files, "n_points": n_points})
-    fingerprint = sha256_json({"config": cfg.model_dump(mode="json"), "dataset": dataset_hash})[:16]
+    trained_by = cfg.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT)
+    fingerprint = sha256_json({"config": trained_by, "dataset": dataset_hash})[:16]
     root = Path(out) / TRAINING if out is not None else None
     fn = partial(
         _train_member, source=source, val=val, scalers=scalers, cfg=cfg, root=root, fingerprint=fingerprint,
