@@ -1,5 +1,6 @@
-"""The pure logic of bench/bench_mala_side_by_side.py (MALA itself is not needed): how alml's model config maps to
-MALA's parameters, which LDOS scaling MALA gets, and when two accuracies count as equal."""
+"""The pure logic of bench/bench_mala_side_by_side.py, in bench/mala_side_by_side_logic.py (MALA itself is not
+needed): how alml's model config maps to MALA's parameters, which LDOS scaling MALA gets, and when two accuracies
+count as equal."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from alml.nn import LoopConfig, MLPConfig
 from alml.surrogate.model import LdosModelConfig
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "bench_mala_side_by_side.py"
-_spec = importlib.util.spec_from_file_location("bench_mala_side_by_side", _PATH)
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "mala_side_by_side_logic.py"
+_spec = importlib.util.spec_from_file_location("mala_side_by_side_logic", _PATH)
 sbs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sbs)
 
