@@ -6,6 +6,9 @@ From the repository root, once ``bench/build_ldos_dataset.py`` has finished (``-
     nohup nice -n 10 .venv/bin/python bench/mldft_acceptance.py > /dev/null 2>&1 &   # log: <out>/acceptance.log
     .venv/bin/python bench/mldft_acceptance.py --tiny                                   # smoke test (runs/ldos_tiny)
 
+``--train-only`` trains (or resumes) the committee and exits; it needs only the train and validation snapshots, so it
+can run while the builder still works on the test snapshots (``bench/pause_builds.sh`` stops it too; rerun to resume).
+
 Steps (each resumable: training continues from its checkpoints, a finished model folder is reused when it holds
 the same config; ``--retrain`` starts over):
 
@@ -72,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ranks", type=int, default=1, help="MPI ranks for the large cell's descriptors")
     p.add_argument("--retrain", action="store_true", help="delete the model folder and train anew")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--train-only", action="store_true",
+                   help="train (or resume) the committee and exit: training needs only the train and validation "
+                        "snapshots, so it can run while the test snapshots are still being built")
     p.add_argument("--floors", action="store_true",
                    help="print the floor (true LDOS vs pw.x, no ML) of every finished snapshot and exit")
     p.add_argument("--last-epoch", action="store_true",
@@ -429,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s has %d finished test snapshot(s); the issue asks for at least 2", cond, len(dirs))
     cfg = model_config(args.config, args.tiny)
     model, t_train = train_or_load(groups, cfg, args.out / "model", args.retrain)
+    if args.train_only:
+        log.info("trained: %s (%.0f s in this call)", args.out / "model", t_train)
+        return 0
     t0 = time.perf_counter()
     ev = evaluate_groups(model, groups, args.out, plots=not args.no_plots)
     t_eval = time.perf_counter() - t0
