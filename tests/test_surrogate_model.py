@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def test_rerun_resumes_from_checkpoints(trained: tuple[Path, list[Path], Path], 
         train_ldos_model(train, val, config(seed=4), out)
 
 
-def test_sampled_points_and_single_scale(tmp_path: Path) -> None:
+def test_sampled_points_and_single_scale(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     snaps = [write_snapshot(tmp_path / f"s{i}", seed=20 + i) for i in range(2)]
     x, y, ladder = load_points(snaps, points_per_snapshot=50, seed=1)
     assert x.shape == (100, 5) and y.shape == (100, LADDER.n) and ladder.key() == LADDER.key()
@@ -167,7 +168,11 @@ def test_sampled_points_and_single_scale(tmp_path: Path) -> None:
         points_per_snapshot=50,
         training=LoopConfig(epochs=2, patience=None, schedule="constant"),
     )
-    model = train_ldos_model(snaps[:1], snaps[1], cfg)
+    with caplog.at_level(logging.INFO, logger="alml.surrogate.train"):
+        model = train_ldos_model(snaps[:1], snaps[1], cfg)
+    epochs = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+    assert [m.split(" val_")[0].split(" lr=")[0] for m in epochs] == ["member 0: epoch 1", "member 0: epoch 2"]
+    assert all("val_band_energy_mev_per_atom=" in m for m in epochs)  # progress in physics units, every epoch
     mean, std = predict_ldos(model, x, cubic_al())
     assert mean.shape == y.shape and np.all(std == 0)
     s = model.scalers()

@@ -78,13 +78,13 @@ class Callback(Protocol):
     def __call__(self, state: LoopState, record: dict[str, float]) -> None: ...
 
 
-def log_progress(every: int = 10, logger: logging.Logger = log) -> Callback:
-    """A callback that logs the epoch record every ``every`` epochs."""
+def log_progress(every: int = 10, logger: logging.Logger = log, prefix: str = "") -> Callback:
+    """A callback that logs the epoch record every ``every`` epochs (``prefix`` e.g. names the committee member)."""
 
     def cb(state: LoopState, record: dict[str, float]) -> None:
         if state.epoch % every == 0 or state.stopped:
             text = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch")
-            logger.info("epoch %d %s", state.epoch, text)
+            logger.info("%sepoch %d %s", prefix, state.epoch, text)
 
     return cb
 

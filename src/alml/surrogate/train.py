@@ -40,7 +40,7 @@ from alml.data.grids import LdosFile
 from alml.io import sha256_json
 from alml.nn import fit, member_seed, plan_workers, run_members
 from alml.nn.refit import refit_output_layer
-from alml.nn.training import Callback
+from alml.nn.training import Callback, log_progress
 from alml.surrogate.inputs import global_values, with_globals
 from alml.surrogate.model import (
     TRAINING,
@@ -252,7 +252,7 @@ def _train_member(
         cfg.training,
         monitor=cfg.monitor,
         workdir=workdir,
-        callbacks=callbacks,
+        callbacks=(log_progress(1, log, f"member {k}: "), *callbacks),
         fingerprint=f"{fingerprint}-{k}",
     )
     kept_epoch = state.best_epoch if cfg.training.keep == "best" else state.epoch
