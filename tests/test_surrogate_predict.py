@@ -20,6 +20,7 @@ from alml.descriptors import MALA_AL, on_grid, qe_fft_shape, save_grid_h5
 from alml.dft.pseudo import checksum, pseudopotential
 from alml.nn import LoopConfig, MLPConfig
 from alml.surrogate.calculator import LdosCalculator
+from alml.surrogate.inputs import extrapolation_warnings
 from alml.surrogate.model import LdosModel, LdosModelConfig, Scalers, load_ldos_model, new_committee, predict_members
 from alml.surrogate.predict import PredictConfig, Prediction, predict
 from alml.surrogate.total_energy import energies_from_ldos
@@ -189,6 +190,25 @@ def test_write_prediction_round_trip(model: LdosModel, tmp_path: Path) -> None:
         assert np.allclose(f.dos(), pred.dos, rtol=1e-6)
 
 
+def test_out_of_range_atom_density_is_reported(tmp_path: Path) -> None:
+    """A cell whose atom density lies outside the training range gets a warning in the prediction, its JSON and the
+    log; one inside (within the 2 % tolerance) gets none; the bare function agrees."""
+    atoms = cell()
+    rho = len(atoms) / atoms.get_volume()
+    assert extrapolation_warnings(atoms, ["atom_density"], {"atom_density": [0.99 * rho, 0.995 * rho]}) == []
+    assert extrapolation_warnings(atoms, ["atom_density"], {}) == []  # no recorded range (older models)
+    far = extrapolation_warnings(atoms, ["atom_density"], {"atom_density": [0.8 * rho, 0.9 * rho]})
+    assert len(far) == 1 and "outside the training range" in far[0]
+    m = make_model(members=2)
+    m.training_data = {**m.training_data, "global_input_ranges": {"atom_density": [0.8 * rho, 0.9 * rho]}}
+    pred = predict(atoms, m, PredictConfig(keep_density=False), out=tmp_path / "pred")
+    assert pred.warnings == far
+    assert json.loads((tmp_path / "pred" / "prediction.json").read_text())["warnings"] == far
+    inside = make_model(members=2)
+    inside.training_data = {**inside.training_data, "global_input_ranges": {"atom_density": [rho, rho]}}
+    assert predict(atoms, inside, PredictConfig(keep_density=False)).warnings == []
+
+
 def test_clear_errors(model: LdosModel) -> None:
     bad = cell()
     bad[0].symbol = "Cu"
@@ -224,6 +244,8 @@ def test_trained_folder_records_what_prediction_needs(tmp_path: Path) -> None:
     assert m.training_data is not None
     assert m.training_data["temperature"] == T and m.training_data["ecutrho"] == pytest.approx(ECUT_RY * RYDBERG)
     assert m.training_data["elements"] == ["Al"] and "Al" in m.training_data["pseudopotentials"]
+    rho = len(atoms) / atoms.get_volume()
+    assert m.training_data["global_input_ranges"]["atom_density"] == pytest.approx([rho, rho], rel=1e-12)
     pred = predict(atoms, tmp_path / "model", PredictConfig(keep_density=False))
     assert pred.grid_shape == SHAPE and pred.temperature == T and np.isfinite(pred.free_energy.value)
     assert pred.free_energy.std == 0.0  # one member

@@ -140,6 +140,8 @@ def predict(
         e = pred.terms[key]
         console.print(f"  {label:13s} {e.value:12.5f} ± {e.std:.5f} eV   "
                       f"({1e3 * e.value / n:.2f} ± {1e3 * e.std / n:.2f} meV/atom)")
+    for w in pred.warnings:
+        console.print(f"  [yellow]warning:[/yellow] {w}")
     t = pred.timings
     console.print(f"  time {t['total']:.1f} s (descriptors {t['descriptors']:.1f}, network {t['network']:.1f}, "
                   f"energy {t['energy']:.1f}); peak memory {max(pred.peak_rss_mb, pred.peak_rss_children_mb):.0f} MB")

@@ -34,6 +34,7 @@ Units: eV, Å, K; DOS in states/eV, density in electrons/Å³.
 
 from __future__ import annotations
 
+import logging
 import resource
 import tempfile
 import time
@@ -49,10 +50,12 @@ from pydantic import Field, PositiveInt
 
 from alml.config import Config
 from alml.data.grids import EnergyLadder
-from alml.surrogate.inputs import global_values
+from alml.surrogate.inputs import extrapolation_warnings, global_values
 from alml.surrogate.observables import Method
 from alml.surrogate.passes import density_pass, dos_pass, energies, members_observables
 from alml.surrogate.prediction_io import prediction_summary, write_prediction
+
+log = logging.getLogger(__name__)
 
 #: energy terms of :class:`alml.surrogate.total_energy.EnergyTerms`, in its order
 TERMS: tuple[str, ...] = (
@@ -137,6 +140,8 @@ class Prediction:
     peak_rss_children_mb: float  #: largest child process's (MPI descriptor ranks), MB
     density: np.ndarray | None = field(default=None, repr=False)  #: (nx, ny, nz) 1/Å³, of the mean LDOS
     model_path: str | None = None
+    #: where the structure lies outside what the model was trained on (e.g. a global input out of range)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def energies(self) -> np.ndarray:
@@ -178,6 +183,7 @@ class _Context:
     pseudos: dict[str, Any]  # element -> PseudoData
     n_electrons: float
     globals: np.ndarray  # (G,) the cell's global inputs (alml.surrogate.inputs), appended to every point's descriptors
+    warnings: tuple[str, ...] = ()  # extrapolation beyond the training data
 
 
 def predict(
@@ -239,7 +245,7 @@ def predict(
         terms={k: Estimate.of(v[-1], v[:-1]) for k, v in terms.items()}, density_electrons=n_int,
         timings=timings, peak_rss_mb=_peak_rss(resource.RUSAGE_SELF),
         peak_rss_children_mb=_peak_rss(resource.RUSAGE_CHILDREN), density=density,
-        model_path=None if m.path is None else str(m.path),
+        model_path=None if m.path is None else str(m.path), warnings=list(ctx.warnings),
     )
     if out is not None:
         t0 = time.perf_counter()
@@ -343,7 +349,10 @@ def _context(atoms: Atoms, model: Any, config: PredictConfig) -> _Context:
     pseudos = _pseudopotentials(atoms, config, td)
     n_el = float(sum(pseudos[s].z_valence for s in atoms.get_chemical_symbols()))
     g = global_values(atoms, model.global_inputs)
-    return _Context(settings, shape, float(temperature), ecut, pseudos, n_el, g)  # type: ignore[arg-type]
+    warnings = extrapolation_warnings(atoms, model.global_inputs, td.get("global_input_ranges") or {})
+    for w in warnings:
+        log.warning(w)
+    return _Context(settings, shape, float(temperature), ecut, pseudos, n_el, g, tuple(warnings))  # type: ignore[arg-type]
 
 
 def _pseudopotentials(atoms: Atoms, config: PredictConfig, td: dict[str, Any]) -> dict[str, Any]:

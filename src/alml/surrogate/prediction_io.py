@@ -65,6 +65,7 @@ def prediction_summary(pred: Prediction) -> dict[str, Any]:
         "peak_rss_mb": pred.peak_rss_mb,
         "peak_rss_children_mb": pred.peak_rss_children_mb,
         "model": pred.model_path,
+        "warnings": list(pred.warnings),
     }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from alml.data.grids import EnergyLadder, LdosFile
 from alml.dft.ldos import LDOS_FILE
-from alml.surrogate.inputs import global_values, with_globals
+from alml.surrogate.inputs import global_input_ranges, global_values, with_globals
 
 DESCRIPTORS_FILE = "descriptors.h5"
 
@@ -121,16 +121,19 @@ def training_context(snapshots: Sequence[Snapshot | str | Path]) -> dict[str, An
 
     ``temperature`` (K) and ``ecutrho`` (eV, None if not recorded) of the first snapshot, the set of
     ``temperatures``, ``pseudopotentials`` (element -> "file sha256:prefix" from the DFT provenance, when
-    recorded), ``elements``, and the first snapshot's ``grid_shape``, ``cell`` (Å) and ``n_electrons``.
+    recorded), ``elements``, ``global_input_ranges`` (each global input's [min, max] over the snapshots, which
+    prediction checks for extrapolation), and the first snapshot's ``grid_shape``, ``cell`` (Å) and ``n_electrons``.
     """
     snaps = [_snapshot(s) for s in snapshots]
     temperatures: set[float] = set()
     elements: set[str] = set()
+    cells = []
     pseudos: dict[str, str] = {}
     first: dict[str, Any] = {}
     for s in snaps:
         with LdosFile(s.ldos) as f:
             temperatures.add(f.temperature)
+            cells.append(f.atoms)
             symbols = set(f.atoms.get_chemical_symbols())
             elements |= symbols
             pseudos.update({el: f.provenance[f"pseudo_{el}"] for el in symbols if f"pseudo_{el}" in f.provenance})
@@ -146,6 +149,7 @@ def training_context(snapshots: Sequence[Snapshot | str | Path]) -> dict[str, An
     return {
         **first,
         "temperatures": sorted(temperatures),
+        "global_input_ranges": global_input_ranges(cells),
         "elements": sorted(elements),
         "pseudopotentials": dict(sorted(pseudos.items())),
     }
