@@ -267,8 +267,10 @@ def _train_member(
     }
     if cfg.refit_output:
         refit = refit_output_layer(net.mlp, batches(0, _REFIT_BATCH))
-        info["refit"] = {"train_mse_before": refit.mse_before, "train_mse_after": refit.mse_after, **evaluate()}
-        log.info("member %d: output layer refit, training MSE %.4g -> %.4g", k, refit.mse_before, refit.mse_after)
+        after = evaluate()
+        info["refit"] = {"train_mse_before": refit.mse_before, "train_mse_after": refit.mse_after, **after}
+        log.info("member %d: output layer refit, training MSE %.4g -> %.4g; validation %s", k, refit.mse_before,
+                 refit.mse_after, " ".join(f"{key}={v:.4g}" for key, v in after.items()))
     return {key: v.detach().double().clone() for key, v in net.state_dict().items()}, info
 
 
