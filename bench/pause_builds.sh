@@ -18,7 +18,8 @@ case ${ONLY:-all} in
 esac
 mine() { pgrep -x "$1" | while read -r pid; do readlink "/proc/$pid/cwd" | grep -Eq "$runs/" && echo "$pid"; done; }
 pkill -f "python bench/build_($which)_dataset.py" && echo "stopped the builders ($which)"
-# an LDOS training started with mldft_acceptance.py --train-only resumes from its last checkpoint (<= 10 epochs)
+# bench/mldft_acceptance.py stops too: its training resumes from the last checkpoint (<= 10 epochs lost); a full
+# run's evaluation starts over when rerun
 [ "$which" != al ] && pkill -f "python bench/mldft_acceptance.py" && echo "stopped the acceptance training"
 for pid in $(mine pw.x); do
     dir=$(readlink "/proc/$pid/cwd") || continue
