@@ -123,14 +123,6 @@ def bench_grid(args: argparse.Namespace, results: dict) -> None:
                     row["mala_pts_per_s"] = npts / row["mala_s"]
                 results["grid"]["rows"].append(row)
                 print(json.dumps(row), flush=True)
-        for tj in args.processes_twojmax:
-            settings = MALA_AL.model_copy(update={"twojmax": tj})
-            t0 = time.perf_counter()
-            on_grid(atoms, settings, shape, workers=2, parallel="processes")
-            t = time.perf_counter() - t0
-            row = {"twojmax": tj, "procs": 2, "parallel": "processes", "alml_s": t, "alml_pts_per_s": npts / t}
-            results["grid"]["rows"].append(row)
-            print(json.dumps(row), flush=True)
 
 
 def bench_kernel_cpu(args: argparse.Namespace, results: dict) -> None:
@@ -214,13 +206,6 @@ def main() -> None:
     ap.add_argument("--skip-mala", action="store_true")
     ap.add_argument("--twojmax", type=int, nargs="+", default=[6, 8, 10])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument(
-        "--processes-twojmax",
-        type=int,
-        nargs="*",
-        default=[6],
-        help="2J values at which to also time parallel='processes' (window slabs) with 2 workers",
-    )
     ap.add_argument("--shape", type=int, nargs=3, default=None, help="override the grid (quick checks)")
     ap.add_argument("--skip-grid", action="store_true")
     ap.add_argument("--skip-per-atom", action="store_true")

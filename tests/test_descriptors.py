@@ -301,17 +301,16 @@ def test_grid_triclinic_and_rotated_cells_agree_with_orthogonal():
     assert np.allclose(on_grid(t, S4, shape), np.roll(ref, 1, axis=2), atol=1e-10)
 
 
-def test_grid_slabs_and_parallel_backends_agree():
+def test_grid_blocks_and_mpi_ranks_agree_with_one_job():
     at = bulk("Al", "fcc", a=A0).repeat((2, 2, 2))  # triclinic, 8 atoms
     at.rattle(0.05, seed=3)
     shape = (6, 5, 9)
     ref = on_grid(at, S4, shape)
     assert ref.shape == (6, 5, 9, 14) and ref.dtype == np.float64
-    assert np.allclose(on_grid(at, S4, shape, max_points_per_chunk=2 * 30), ref, atol=1e-10)
+    assert np.allclose(on_grid(at, S4, shape, max_points_per_block=2 * 30), ref, atol=1e-10)
     assert on_grid(at, S4, shape, dtype=np.float32).dtype == np.float32
     if mpich_file("mpiexec") is not None:
         assert np.allclose(on_grid(at, S4, shape, workers=2), ref, atol=1e-10)
-        assert np.allclose(on_grid(at, S4, shape, workers=2, parallel="processes"), ref, atol=1e-10)
 
 
 def test_grid_rejects_bad_input():
@@ -322,8 +321,8 @@ def test_grid_rejects_bad_input():
     open_at.pbc = (True, True, False)
     with pytest.raises(ValueError, match="periodic"):
         on_grid(open_at, S4, (4, 4, 4))
-    with pytest.raises(ValueError, match="at least one layer"):
-        on_grid(at, S4, (4, 4, 4), max_points_per_chunk=3)
+    with pytest.raises(ValueError, match="max_points_per_block must be >= 1"):
+        on_grid(at, S4, (4, 4, 4), max_points_per_block=0)
 
 
 def test_quadratic_grid_matches_per_atom():
@@ -337,7 +336,7 @@ def test_quadratic_grid_matches_per_atom():
 def test_hdf5_roundtrip(tmp_path):
     at = rattled_fcc(13)
     shape = (4, 5, 6)
-    path = write_grid_h5(tmp_path / "g.h5", at, S4, shape, max_points_per_chunk=40)
+    path = write_grid_h5(tmp_path / "g.h5", at, S4, shape, max_points_per_block=40)
     values, settings, atoms = read_grid_h5(path)
     assert values.dtype == np.float32 and values.shape == (4, 5, 6, 14)
     assert settings == S4

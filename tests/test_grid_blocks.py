@@ -1,5 +1,6 @@
-"""Interleaved grid blocks (alml.descriptors.grid_blocks): reassembled blocks equal the slab route, strides
-are checked, blocks stay within their point budget, the self-term convention survives the atom shift.
+"""Interleaved grid blocks (alml.descriptors.grid_blocks): every block's values equal the per-atom descriptor of
+a probe atom placed on its grid points, reassembled blocks equal the single job, strides are checked, blocks stay
+within their point budget, the self-term convention survives the atom shift.
 
 Small band limit (2J = 4, K = 14) and tiny cells keep the file fast on two cores.
 """
@@ -18,7 +19,6 @@ from alml.descriptors import (
     grid_points,
     iter_grid_blocks,
     on_grid,
-    on_grid_blocks,
     per_atom,
 )
 from alml.descriptors.grid_blocks import block_bytes_per_point
@@ -41,14 +41,26 @@ def orthogonal() -> tuple[Atoms, tuple[int, int, int]]:
     return at, (8, 6, 4)
 
 
+def probe_reference(at: Atoms, shape: tuple[int, int, int], points: list[tuple[int, int, int]]) -> np.ndarray:
+    """Descriptors at grid ``points`` computed without the grid code: the per-atom descriptor of one extra atom
+    placed on each point, in a 2×2×2 supercell so that the probe's own images lie beyond the cutoff."""
+    big = at.repeat((2, 2, 2))
+    pts = grid_points(at.cell[:], shape)
+    out = []
+    for p in points:
+        probe = big + Atoms("Al", positions=[pts[p]])
+        out.append(per_atom(probe, S4, gradients=False).B[-1])
+    return np.array(out)
+
+
 @pytest.mark.parametrize(
     "make,strides",
     [(triclinic, (1, 1, 1)), (triclinic, (1, 1, 3)), (triclinic, (2, 5, 3)), (triclinic, (6, 5, 9)),
      (orthogonal, (2, 1, 1)), (orthogonal, (4, 3, 2)), (orthogonal, (1, 2, 4))],
 )
-def test_blocks_reassemble_to_the_slab_route(make, strides) -> None:  # noqa: ANN001
+def test_blocks_equal_probe_atoms_and_reassemble_to_the_single_job(make, strides) -> None:  # noqa: ANN001
     at, shape = make()
-    ref = on_grid(at, S4, shape, max_points_per_chunk=2 * shape[0] * shape[1])  # window slabs
+    ref = on_grid(at, S4, shape)  # one job on the whole cell
     full = np.full((*shape, S4.n_components), np.nan)
     seen = set()
     for b in iter_grid_blocks(at, S4, shape, strides=strides):
@@ -64,6 +76,10 @@ def test_blocks_reassemble_to_the_slab_route(make, strides) -> None:  # noqa: AN
         assert np.array_equal(b.rows, full[i, j, k])
     assert len(seen) == np.prod(strides)
     assert np.allclose(full, ref, rtol=0, atol=1e-10)
+    # an independent reference at the first and last point of a few blocks
+    last = tuple(n - 1 for n in shape)
+    points = [(0, 0, 0), last, tuple(min(s, n - 1) for s, n in zip(strides, shape, strict=True))]
+    assert np.allclose(full[tuple(np.array(points).T)], probe_reference(at, shape, points), rtol=1e-9, atol=1e-9)
 
 
 def test_strides_must_divide_the_grid() -> None:
@@ -113,12 +129,12 @@ def test_self_term_convention_holds_in_shifted_blocks() -> None:
     pts = grid_points(at.cell[:], shape)
     at.positions = [pts[s] for s in sites] + [at.positions[3] + [0.03, -0.05, 0.02]]
     b_atoms = per_atom(at, S4, gradients=False).B
-    g = on_grid_blocks(at, S4, shape, strides=(2, 4, 2))
+    g = on_grid(at, S4, shape, strides=(2, 4, 2))
     for n, s in enumerate(sites):
         assert np.allclose(g[s], b_atoms[n], rtol=1e-10, atol=1e-10)
     nudged = at.copy()
     nudged.positions[1] += [1e-4, 0, 0]
-    g2 = on_grid_blocks(nudged, S4, shape, strides=(2, 4, 2))
+    g2 = on_grid(nudged, S4, shape, strides=(2, 4, 2))
     assert np.abs(g2[sites[1]] - g[sites[1]]).max() > 1e3 * np.abs(per_atom(nudged, S4, False).B[1] - b_atoms[1]).max()
 
 
@@ -126,5 +142,5 @@ def test_self_term_convention_holds_in_shifted_blocks() -> None:
 def test_blocks_with_mpi_ranks() -> None:
     at, shape = triclinic()
     ref = on_grid(at, S4, shape)
-    assert np.allclose(on_grid_blocks(at, S4, shape, strides=(2, 1, 3), workers=2), ref, rtol=0, atol=1e-10)
-    assert np.allclose(on_grid_blocks(at, S4, shape, max_points_per_block=90, workers=2), ref, rtol=0, atol=1e-10)
+    assert np.allclose(on_grid(at, S4, shape, strides=(2, 1, 3), workers=2), ref, rtol=0, atol=1e-10)
+    assert np.allclose(on_grid(at, S4, shape, max_points_per_block=90, workers=2), ref, rtol=0, atol=1e-10)

@@ -63,7 +63,7 @@ def grid(
     config: _ConfigOpt = None,
     twojmax: _TwojmaxOpt = None,
     workers: Annotated[int, typer.Option(help="MPI ranks")] = 1,
-    max_points: Annotated[int | None, typer.Option(help="grid points per slab (bounds memory)")] = None,
+    max_points: Annotated[int | None, typer.Option(help="grid points per block (bounds memory)")] = None,
     float64: Annotated[bool, typer.Option(help="store float64 instead of float32")] = False,
     index: Annotated[str, typer.Option(help="frame of a trajectory file")] = "-1",
 ) -> None:
@@ -84,7 +84,7 @@ def grid(
             settings,
             grid_shape,
             workers=workers,
-            max_points_per_chunk=max_points,
+            max_points_per_block=max_points,
             dtype=np.float64 if float64 else np.float32,
         )
     except ValueError as err:

@@ -4,15 +4,14 @@ Public API:
 
 - :class:`BispectrumSettings`, :class:`ElementParams`, :data:`MALA_AL`, :data:`PRESETS`
 - :func:`per_atom` -> :class:`PerAtomDescriptors` (B, dBdr, i, j, rij; forces/stress helpers)
-- :func:`on_grid`, :func:`iter_grid_slabs`, :func:`grid_points`, :func:`qe_fft_shape`
-- :func:`iter_grid_blocks` -> :class:`GridBlock` (interleaved blocks, bounded memory), :func:`on_grid_blocks`,
-  :func:`choose_strides`
+- :func:`on_grid`, :func:`grid_points`, :func:`qe_fft_shape`
+- :func:`iter_grid_blocks` -> :class:`GridBlock` (interleaved blocks, bounded memory), :func:`choose_strides`
 - :func:`write_grid_h5`, :func:`save_grid_h5`, :func:`read_grid_h5`
 - :class:`LammpsSession`, :func:`lammps_box`, :class:`LammpsNotAvailableError`
 """
 
-from alml.descriptors.grid import GridSlab, grid_points, iter_grid_slabs, on_grid, qe_fft_shape
-from alml.descriptors.grid_blocks import GridBlock, choose_strides, iter_grid_blocks, on_grid_blocks
+from alml.descriptors.grid import grid_points, qe_fft_shape
+from alml.descriptors.grid_blocks import GridBlock, choose_strides, iter_grid_blocks, on_grid
 from alml.descriptors.grid_io import read_grid_h5, save_grid_h5, write_grid_h5
 from alml.descriptors.lammps_session import LammpsBox, LammpsNotAvailableError, LammpsSession, lammps_box
 from alml.descriptors.peratom import PerAtomDescriptors, per_atom
@@ -24,7 +23,6 @@ __all__ = [
     "BispectrumSettings",
     "ElementParams",
     "GridBlock",
-    "GridSlab",
     "LammpsBox",
     "LammpsNotAvailableError",
     "LammpsSession",
@@ -32,11 +30,9 @@ __all__ = [
     "choose_strides",
     "grid_points",
     "iter_grid_blocks",
-    "iter_grid_slabs",
     "lammps_box",
     "n_bispectrum",
     "on_grid",
-    "on_grid_blocks",
     "per_atom",
     "qe_fft_shape",
     "read_grid_h5",

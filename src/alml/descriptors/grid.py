@@ -1,11 +1,11 @@
-"""Bispectrum descriptors on a real-space grid laid out like Quantum ESPRESSO's FFT grid.
+"""QE's dense FFT grid, and the LAMMPS jobs that put bispectrum descriptors on it.
 
-Layout. ``on_grid`` returns an array of shape (nx, ny, nz, K) whose point (i, j, k) sits at
-fractional coordinates (i/nx, j/ny, k/nz) of the cell, i.e. at i/nx·a + j/ny·b + k/nz·c (Å), with
-(0, 0, 0) at the cell origin. That is QE's dense FFT grid (and the order of pp.x cube files), so
-descriptors and LDOS line up point for point. LAMMPS's ``compute sna/grid/local`` uses the same
-points (first point at the box origin, steps of 1/n along each lattice vector, also for triclinic
-boxes) once the cell is mapped to a LAMMPS box by :func:`~alml.descriptors.lammps_session.lammps_box`.
+Layout. Point (i, j, k) of an (nx, ny, nz) grid sits at fractional coordinates (i/nx, j/ny, k/nz) of the
+cell, i.e. at i/nx·a + j/ny·b + k/nz·c (Å), with (0, 0, 0) at the cell origin. That is QE's dense FFT grid
+(and the order of pp.x cube files), so descriptors and LDOS line up point for point. LAMMPS's
+``compute sna/grid/local`` uses the same points (first point at the box origin, steps of 1/n along each
+lattice vector, also for triclinic boxes) once the cell is mapped to a LAMMPS box by
+:func:`~alml.descriptors.lammps_session.lammps_box`.
 
 Self term. A grid point is treated as a central atom (of element 1) with the usual unit self
 contribution; an atom closer than 1e-10 Å to the point is skipped (LAMMPS's ``rsq > 1e-20`` test).
@@ -13,21 +13,11 @@ So the grid descriptor at an atom's site equals that atom's per-atom descriptor 
 equal radii), but an atom a hair away from a grid point adds its full weight: the grid descriptor
 jumps there (by w_j·U(0), the same size as the self term).
 
-Slabs. The grid is cut into slabs along the third axis (k). A slab smaller than the whole grid is
-computed in a *window* box: the cell's a and b, and along c only the slab plus ``pad`` layers on each
-side (pad·Δ ≥ cutoff, Δ the layer spacing along the cell height), made periodic with that window's
-length. Its fake periodic images lie farther than the cutoff from every point of the slab, so the
-slab's values are exact; the pad layers are computed and discarded, which costs (t + 2·pad)/t for a
-slab of t layers. Without ``max_points_per_chunk`` (and with MPI) there is one slab: the whole cell.
-:mod:`alml.descriptors.grid_blocks` bounds memory without that overhead (interleaved sub-grids of the whole
-cell); prediction uses it.
-
-Parallel. ``workers > 1`` runs LAMMPS under ``mpiexec`` (the ``mpich`` wheel's) with ``processors 1 1 P``:
-each rank owns a slab of the box and computes only its own points (no pad). ``parallel="processes"``
-instead computes window slabs in separate single-rank processes; measured slower (see
-docs/benchmarks.md), kept for comparison and for machines without a working MPI launcher.
-
-Values are float64 from LAMMPS; ``dtype`` (default float64) sets the returned array's type.
+Jobs. A :class:`GridJob` is one ``compute sna/grid/local`` on a periodic box. It runs in this process
+(:func:`start_grid_job` in an open :class:`~alml.descriptors.lammps_session.LammpsSession`) or under
+``mpiexec`` (the ``mpich`` wheel's) with ``processors 1 1 P``, each rank computing the points of its slab
+along c (:func:`run_mpi_jobs`, ranks in :mod:`alml.descriptors._mpi_worker`). The engine that cuts a grid
+into jobs of bounded memory is :mod:`alml.descriptors.grid_blocks`.
 """
 
 from __future__ import annotations
@@ -40,17 +30,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from ase import Atoms
 
-from alml.descriptors.lammps_session import LammpsSession, lammps_box, mpiexec_path, wrapped_fractional
-from alml.descriptors.peratom import atom_types
+from alml.descriptors.lammps_session import LammpsSession, mpiexec_path
 from alml.descriptors.settings import BispectrumSettings
-
-Parallel = Literal["mpi", "processes"]
-
 
 # --- QE's dense FFT grid ------------------------------------------------------------------------
 
@@ -103,21 +88,18 @@ def grid_points(cell: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return frac @ np.asarray(cell, dtype=float)
 
 
-# --- jobs: one LAMMPS box (the cell or a window) and the layers to keep ---------------------------
+# --- jobs: one LAMMPS box and its grid -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class GridJob:
-    """One LAMMPS grid evaluation: box ``h`` (LAMMPS frame), atoms, grid (nx, ny, nw); keep k in [pad, pad+nk)."""
+    """One LAMMPS grid evaluation: box ``h`` (LAMMPS frame, rows), atoms in that frame, grid (nx, ny, nz)."""
 
     h: np.ndarray
     positions: np.ndarray
     types: np.ndarray
     ntypes: int
     grid: tuple[int, int, int]
-    pad: int
-    nk: int
-    k0: int
     sna_args: str
     ghost_cutoff: float
 
@@ -129,9 +111,6 @@ class GridJob:
             types=self.types,
             ntypes=self.ntypes,
             grid=np.array(self.grid),
-            pad=self.pad,
-            nk=self.nk,
-            k0=self.k0,
             sna_args=self.sna_args,
             ghost_cutoff=self.ghost_cutoff,
         )
@@ -144,10 +123,7 @@ class GridJob:
             positions=z["positions"],
             types=z["types"],
             ntypes=int(z["ntypes"]),
-            grid=tuple(int(v) for v in z["grid"]),
-            pad=int(z["pad"]),
-            nk=int(z["nk"]),
-            k0=int(z["k0"]),  # type: ignore[arg-type]
+            grid=tuple(int(v) for v in z["grid"]),  # type: ignore[arg-type]
             sna_args=str(z["sna_args"]),
             ghost_cutoff=float(z["ghost_cutoff"]),
         )
@@ -155,43 +131,6 @@ class GridJob:
 
 def _sna_args(settings: BispectrumSettings) -> str:
     return f"{settings.sna_args()} quadraticflag {int(settings.quadraticflag)}"
-
-
-def _pad_layers(cell: np.ndarray, nz: int, cutoff: float) -> int:
-    """Layers along c whose total thickness (along the cell height) is at least ``cutoff``."""
-    cell = np.asarray(cell, dtype=float)
-    height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[0], cell[1]))
-    return int(math.ceil(cutoff * nz / height * (1.0 + 1e-9))) + 1
-
-
-def _job(atoms: Atoms, settings: BispectrumSettings, shape: tuple[int, int, int], k0: int, k1: int) -> GridJob:
-    """Job for layers k0 <= k < k1: the whole cell when that is all layers, else a window box."""
-    nx, ny, nz = shape
-    cell = np.asarray(atoms.cell[:], dtype=float)
-    box = lammps_box(cell, (True, True, True))
-    frac = wrapped_fractional(cell, atoms.positions, (True, True, True))
-    types = atom_types(atoms, settings)
-    common = dict(ntypes=len(settings.elements), sna_args=_sna_args(settings), ghost_cutoff=settings.max_cutoff)
-    if k0 == 0 and k1 == nz:
-        return GridJob(h=box.h, positions=box.to_lammps(frac), types=types, grid=shape, pad=0, nk=nz, k0=0, **common)
-    pad = _pad_layers(cell, nz, settings.max_cutoff)
-    lo, nw = k0 - pad, (k1 - k0) + 2 * pad
-    # every image along c whose fractional c lies in [lo/nz, (lo+nw)/nz)
-    m_lo = math.floor(lo / nz) - 1
-    m_hi = math.ceil((lo + nw) / nz) + 1
-    fr, ty = [], []
-    for m in range(m_lo, m_hi + 1):
-        fc = frac[:, 2] + m
-        w = (fc * nz - lo) / nw  # window coordinate along c, [0, 1) inside
-        sel = (w >= 0.0) & (w < 1.0)
-        if sel.any():
-            fr.append(np.column_stack([frac[sel, 0], frac[sel, 1], w[sel]]))
-            ty.append(types[sel])
-    h = box.h.copy()
-    h[2] *= nw / nz
-    positions = np.concatenate(fr) @ h if fr else np.zeros((0, 3))
-    types_w = np.concatenate(ty) if ty else np.zeros(0, np.int64)
-    return GridJob(h=h, positions=positions, types=types_w, grid=(nx, ny, nw), pad=pad, nk=k1 - k0, k0=k0, **common)
 
 
 def start_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -206,110 +145,52 @@ def start_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, 
     session.create_system(
         box, job.positions, job.types, job.ntypes, ghost_cutoff=job.ghost_cutoff, processors=processors
     )
-    nx, ny, nw = job.grid
-    session.command(f"compute alml_g all sna/grid/local grid {nx} {ny} {nw} {job.sna_args}")
+    nx, ny, nz = job.grid
+    session.command(f"compute alml_g all sna/grid/local grid {nx} {ny} {nz} {job.sna_args}")
     session.run0()
     return session.local_array("alml_g", copy=False)
 
 
 def run_grid_job(job: GridJob, session: LammpsSession, processors: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Run ``job`` in an open session; return this rank's kept rows: (M, 3 + K) = (i, j, k_global, B...)."""
+    """Run ``job`` in an open session; return a copy of this rank's rows (M, 3 + K) = (i, j, k, B...)."""
     a = start_grid_job(job, session, processors)
     if a.size == 0:
         return np.zeros((0, 3))
-    iz = a[:, 2].astype(np.int64)
-    keep = (iz >= job.pad) & (iz < job.pad + job.nk)
-    out = np.empty((int(keep.sum()), a.shape[1] - 3))
-    out[:, 0:2] = a[keep, 0:2]
-    out[:, 2] = iz[keep] - job.pad + job.k0
-    out[:, 3:] = a[keep, 6:]
-    return out
+    return np.concatenate([a[:, 0:3], a[:, 6:]], axis=1)
 
 
 # --- executing jobs ---------------------------------------------------------------------------
 
 
-def _run_in_process(job: GridJob) -> np.ndarray:
-    with LammpsSession() as s:
-        return run_grid_job(job, s)
-
-
-def _worker_command(job_path: Path, outdir: Path, nprocs: int, mpi: bool) -> list[str]:
+def _worker_command(job_path: Path, outdir: Path, nprocs: int) -> list[str]:
     worker = [sys.executable, "-m", "alml.descriptors._mpi_worker", str(job_path), str(outdir), str(nprocs)]
-    return [str(mpiexec_path()), "-n", str(nprocs), *worker] if mpi else worker
+    return [str(mpiexec_path()), "-n", str(nprocs), *worker]
 
 
-def _run_subprocesses(
-    jobs: list[GridJob], nprocs: int, mpi: bool, concurrent: int, mmap: bool = False
-) -> Iterator[list[np.ndarray]]:
-    """Run each job in a child process (``mpiexec -n nprocs`` when ``mpi``), ``concurrent`` at a time.
+def run_mpi_jobs(jobs: list[GridJob], nprocs: int) -> Iterator[list[np.ndarray]]:
+    """Run each job under ``mpiexec -n P`` (P = ``nprocs``, at most the job's planes along c), one at a time.
 
-    Yields, in job order, the list of per-rank row arrays of each job (memory-mapped read-only when ``mmap``,
-    so a caller can consume them piecewise; valid until the next job is requested).
+    Yields, in job order, each job's per-rank rows (i, j, k, B...) memory-mapped read-only, so a caller can
+    consume them piecewise; they stay valid until the next job is requested.
     """
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory(prefix="alml-grid-") as tmp:
-        running: dict[int, tuple[subprocess.Popen, list[str]]] = {}
-        dirs = []
         for n, job in enumerate(jobs):
             d = Path(tmp) / f"job{n}"
             d.mkdir()
             job.to_npz(d / "job.npz")
-            dirs.append(d)
-        nranks = [max(1, min(nprocs, job.grid[2])) if mpi else 1 for job in jobs]
-        next_job = 0
-        for n in range(len(jobs)):
-            while next_job < len(jobs) and len(running) < concurrent:
-                cmd = _worker_command(dirs[next_job] / "job.npz", dirs[next_job], nranks[next_job], mpi)
-                running[next_job] = (
-                    subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
-                    cmd,
-                )
-                next_job += 1
-            proc, cmd = running.pop(n)
-            _, err = proc.communicate()
-            missing = [r for r in range(nranks[n]) if not (dirs[n] / f"rank{r}.npy").exists()]
+            ranks = max(1, min(nprocs, job.grid[2]))
+            cmd = _worker_command(d / "job.npz", d, ranks)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            missing = [r for r in range(ranks) if not (d / f"rank{r}.npy").exists()]
             if proc.returncode != 0 or missing:
-                for other, _c in running.values():
-                    other.kill()
                 raise RuntimeError(
                     f"grid worker failed ({' '.join(cmd)}), exit {proc.returncode}, no output from ranks {missing}:"
-                    f"\n{err[-4000:]}"
+                    f"\n{proc.stderr[-4000:]}"
                 )
-            yield [np.load(dirs[n] / f"rank{r}.npy", mmap_mode="r" if mmap else None) for r in range(nranks[n])]
-
-
-def _slabs(shape: tuple[int, int, int], n: int) -> list[tuple[int, int]]:
-    nz = shape[2]
-    n = max(1, min(n, nz))
-    edges = np.linspace(0, nz, n + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-
-
-@dataclass(frozen=True)
-class GridSlab:
-    """Descriptors of layers k0 <= k < k1: ``values`` (nx, ny, k1 - k0, K)."""
-
-    k0: int
-    k1: int
-    values: np.ndarray
-
-
-def _to_slab(
-    rows_list: list[np.ndarray], shape: tuple[int, int, int], k0: int, k1: int, ncomp: int, dtype: np.dtype
-) -> GridSlab:
-    nx, ny, _ = shape
-    out = np.empty((nx, ny, k1 - k0, ncomp), dtype=dtype)
-    filled = 0
-    for rows in rows_list:
-        if rows.size == 0:
-            continue
-        ix, iy, iz = (rows[:, c].astype(np.int64) for c in range(3))
-        out[ix, iy, iz - k0] = rows[:, 3:]
-        filled += len(rows)
-    if filled != nx * ny * (k1 - k0):
-        raise RuntimeError(f"LAMMPS returned {filled} grid points for a slab of {nx * ny * (k1 - k0)}")
-    return GridSlab(k0=k0, k1=k1, values=out)
+            yield [np.load(d / f"rank{r}.npy", mmap_mode="r") for r in range(ranks)]
+            for f in d.iterdir():  # this job's rows are consumed: free the disk before the next job
+                f.unlink()
 
 
 def check_grid_request(atoms: Atoms, shape: Sequence[int], workers: int) -> tuple[int, int, int]:
@@ -322,71 +203,3 @@ def check_grid_request(atoms: Atoms, shape: Sequence[int], workers: int) -> tupl
     if workers < 1:
         raise ValueError("workers must be >= 1")
     return out  # type: ignore[return-value]
-
-
-def iter_grid_slabs(
-    atoms: Atoms,
-    settings: BispectrumSettings,
-    shape: tuple[int, int, int],
-    *,
-    workers: int = 1,
-    max_points_per_chunk: int | None = None,
-    dtype: np.dtype | type = np.float64,
-    parallel: Parallel = "mpi",
-) -> Iterator[GridSlab]:
-    """Compute the grid slab by slab (along k), yielding each as soon as it is done; see :func:`on_grid`."""
-    shape = check_grid_request(atoms, shape, workers)
-    nx, ny, nz = shape
-    n_slabs = 1
-    if max_points_per_chunk is not None:
-        if max_points_per_chunk < nx * ny:
-            raise ValueError(f"max_points_per_chunk must hold at least one layer ({nx * ny} points)")
-        n_slabs = math.ceil(nx * ny * nz / max_points_per_chunk)
-    if parallel == "processes" and workers > 1:
-        n_slabs = max(n_slabs, workers)
-    slabs = _slabs(shape, n_slabs)
-    ncomp = settings.n_components
-    dt = np.dtype(dtype)
-    if workers == 1:
-        for k0, k1 in slabs:
-            rows = _run_in_process(_job(atoms, settings, shape, k0, k1))
-            yield _to_slab([rows], shape, k0, k1, ncomp, dt)
-        return
-    if parallel not in ("mpi", "processes"):
-        raise ValueError(f"parallel must be 'mpi' or 'processes', got {parallel!r}")
-    mpi = parallel == "mpi"
-    jobs = [_job(atoms, settings, shape, k0, k1) for k0, k1 in slabs]
-    results = _run_subprocesses(jobs, workers if mpi else 1, mpi=mpi, concurrent=1 if mpi else workers)
-    for (k0, k1), rows_list in zip(slabs, results, strict=True):
-        yield _to_slab(rows_list, shape, k0, k1, ncomp, dt)
-
-
-def on_grid(
-    atoms: Atoms,
-    settings: BispectrumSettings,
-    shape: tuple[int, int, int],
-    *,
-    workers: int = 1,
-    max_points_per_chunk: int | None = None,
-    dtype: np.dtype | type = np.float64,
-    parallel: Parallel = "mpi",
-) -> np.ndarray:
-    """Bispectrum descriptors on the (nx, ny, nz) grid of the cell: array (nx, ny, nz, K) of ``dtype``.
-
-    Point (i, j, k) is at fractional (i/nx, j/ny, k/nz) (QE's FFT order). ``max_points_per_chunk``
-    bounds the points per slab (LAMMPS then holds ≈ (t + 2·pad)/t × that many rows of K + 6 doubles);
-    ``workers`` > 1 uses that many MPI ranks (``parallel="mpi"``) or processes (``"processes"``).
-    """
-    nx, ny, nz = (int(v) for v in shape)
-    out = np.empty((nx, ny, nz, settings.n_components), dtype=np.dtype(dtype))
-    for slab in iter_grid_slabs(
-        atoms,
-        settings,
-        (nx, ny, nz),
-        workers=workers,
-        max_points_per_chunk=max_points_per_chunk,
-        dtype=dtype,
-        parallel=parallel,
-    ):
-        out[:, :, slab.k0 : slab.k1] = slab.values
-    return out

@@ -1,21 +1,24 @@
-"""Grid descriptors in interleaved blocks: bounded memory at any cell size, no padding, no wasted work.
+"""Bispectrum descriptors on the grid, in interleaved blocks: bounded memory at any cell size, no wasted work.
+
+:func:`on_grid` returns the whole (nx, ny, nz, K) array (layout and self-term convention:
+:mod:`alml.descriptors.grid`); :func:`iter_grid_blocks` yields it block by block for callers that stream.
 
 Blocks. The grid (nx, ny, nz), point (i, j, k) at fractional (i/nx, j/ny, k/nz), is the union of
 s = sx·sy·sz interleaved coarse grids (mx, my, mz) = (nx/sx, ny/sy, nz/sz): the block of phase (p, q, r)
 holds the points (p + sx·i', q + sy·j', r + sz·k'). Each block is one LAMMPS ``compute sna/grid/local`` with
 grid (mx, my, mz) on the *whole periodic cell*, after translating every atom by −(p/nx·a + q/ny·b + r/nz·c):
 coarse point (i', j', k') of the shifted problem then sees exactly the neighbourhood of full-grid point
-(p + sx·i', q + sy·j', r + sz·k'). Unlike the window slabs of :mod:`alml.descriptors.grid` there is no pad
-and no point is computed twice, and LAMMPS's array for one block is (N/s)·(K + 6) doubles for N points.
+(p + sx·i', q + sy·j', r + sz·k'). No point is computed twice and nothing is padded, and LAMMPS's array for
+one block is (N/s)·(K + 6) doubles for N points. Strides (1, 1, 1), the default without a point budget, are
+one job on the whole cell.
 
-Self term. Distances are unchanged by the common translation, so the convention of
-:mod:`alml.descriptors.grid` holds: an atom within 1e-10 Å of a grid point is skipped (tested with atoms
-placed on grid points of several blocks).
+Self term. Distances are unchanged by the common translation, so the convention holds in every block: an
+atom within 1e-10 Å of a grid point is skipped (tested with atoms placed on grid points of several blocks).
 
 Cost. LAMMPS's grid compute scans every owned and ghost atom for each grid point; on the whole cell (one
 rank) that is ≈ N_atoms·(1 + ghost shell) distance checks per point: at most ~6 % of the cost at 2J = 10
 and 4000 atoms, but most of it at 2J = 2 (docs/benchmarks.md). ``workers`` MPI ranks split the cell along c (each scans
-only its slab and ghosts), as for :func:`~alml.descriptors.grid.on_grid`.
+only its slab and ghosts).
 
 Layout of a block. ``data`` is (mz, my, mx, K), LAMMPS's own order (i' fastest); ``values`` is the
 (mx, my, mz, K) view that goes to ``full[p::sx, q::sy, r::sz]``; ``rows`` is the flat (mx·my·mz, K) view.
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from alml.descriptors.grid import GridJob, _run_subprocesses, _sna_args, check_grid_request, start_grid_job
+from alml.descriptors.grid import GridJob, _sna_args, check_grid_request, run_mpi_jobs, start_grid_job
 from alml.descriptors.lammps_session import LammpsSession, lammps_box, wrapped_fractional
 from alml.descriptors.peratom import atom_types
 from alml.descriptors.settings import BispectrumSettings
@@ -140,7 +143,7 @@ def block_job(atoms: Atoms, settings: BispectrumSettings, shape: Shape, strides:
     coarse = tuple(n // s for n, s in zip(shape, strides, strict=True))
     return GridJob(
         h=box.h, positions=box.to_lammps(frac), types=atom_types(atoms, settings), ntypes=len(settings.elements),
-        grid=coarse, pad=0, nk=coarse[2], k0=0, sna_args=_sna_args(settings),  # type: ignore[arg-type]
+        grid=coarse, sna_args=_sna_args(settings),  # type: ignore[arg-type]
         ghost_cutoff=settings.max_cutoff,
     )
 
@@ -183,8 +186,8 @@ def iter_grid_blocks(
 
     ``strides`` (each a divisor of its grid dimension) fixes the blocks; otherwise :func:`choose_strides` picks
     the fewest blocks of at most ``max_points_per_block`` points (None: the whole grid in one block).
-    ``workers`` > 1 runs each block under ``mpiexec`` with that many ranks. Values are as
-    :func:`~alml.descriptors.grid.on_grid`'s (to rounding, ~1e-14), cast to ``dtype``.
+    ``workers`` > 1 runs each block under ``mpiexec`` with that many ranks. LAMMPS computes in float64; blocks
+    are cast to ``dtype``.
     """
     shape = check_grid_request(atoms, shape, workers)
     st = check_strides(shape, strides) if strides is not None else choose_strides(shape, max_points_per_block, workers)
@@ -196,7 +199,7 @@ def iter_grid_blocks(
             yield GridBlock(ph, st, _block_in_process(job, ncomp, dt))  # type: ignore[arg-type]
         return
     jobs = [block_job(atoms, settings, shape, st, ph) for ph in phases]  # type: ignore[arg-type]
-    results = _run_subprocesses(jobs, workers, mpi=True, concurrent=1, mmap=True)
+    results = run_mpi_jobs(jobs, workers)
     for ph, job, rank_rows in zip(phases, jobs, results, strict=True):
         mx, my, mz = job.grid
         out = np.empty((mz, my, mx, ncomp), dtype=dt)
@@ -204,7 +207,7 @@ def iter_grid_blocks(
         yield GridBlock(ph, st, out)  # type: ignore[arg-type]
 
 
-def on_grid_blocks(
+def on_grid(
     atoms: Atoms,
     settings: BispectrumSettings,
     shape: Shape,
@@ -214,7 +217,12 @@ def on_grid_blocks(
     workers: int = 1,
     dtype: np.dtype | type = np.float64,
 ) -> np.ndarray:
-    """The whole grid (nx, ny, nz, K) assembled from :func:`iter_grid_blocks` (same layout as ``on_grid``)."""
+    """Bispectrum descriptors on the (nx, ny, nz) grid of the cell: array (nx, ny, nz, K) of ``dtype``.
+
+    Point (i, j, k) is at fractional (i/nx, j/ny, k/nz) (QE's FFT order). Without ``max_points_per_block`` or
+    ``strides`` the grid is one LAMMPS job; otherwise it is assembled from :func:`iter_grid_blocks`.
+    ``workers`` > 1 uses that many MPI ranks.
+    """
     out = np.empty((*(int(v) for v in shape), settings.n_components), dtype=np.dtype(dtype))
     for b in iter_grid_blocks(
         atoms, settings, shape, max_points_per_block=max_points_per_block, strides=strides, workers=workers,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from alml.descriptors.grid import Parallel, iter_grid_slabs
+from alml.descriptors.grid_blocks import choose_strides, iter_grid_blocks
 from alml.descriptors.settings import BispectrumSettings
 from alml.io import atomic_write
 
@@ -59,18 +59,19 @@ def write_grid_h5(
     shape: tuple[int, int, int],
     *,
     workers: int = 1,
-    max_points_per_chunk: int | None = None,
+    max_points_per_block: int | None = None,
     dtype: np.dtype | type = np.float32,
-    parallel: Parallel = "mpi",
 ) -> Path:
-    """Compute the grid descriptors slab by slab and stream them into ``path`` (atomic; float32 default).
+    """Compute the grid descriptors block by block and stream them into ``path`` (atomic; float32 default).
 
-    Memory stays at one slab (plus LAMMPS's working arrays) however large the grid.
+    Memory stays at one block of at most ``max_points_per_block`` points (plus LAMMPS's working arrays) however
+    large the grid; None computes the grid in one block.
     """
     import h5py
 
     path = Path(path)
     shape = tuple(int(v) for v in shape)  # type: ignore[assignment]
+    strides = choose_strides(shape, max_points_per_block, workers)
 
     def writer(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -81,16 +82,8 @@ def write_grid_h5(
                 dtype=np.dtype(dtype),
                 chunks=(shape[0], shape[1], 1, settings.n_components),
             )
-            for slab in iter_grid_slabs(
-                atoms,
-                settings,
-                shape,
-                workers=workers,
-                max_points_per_chunk=max_points_per_chunk,
-                dtype=dtype,
-                parallel=parallel,
-            ):
-                ds[:, :, slab.k0 : slab.k1] = slab.values
+            for block in iter_grid_blocks(atoms, settings, shape, strides=strides, workers=workers, dtype=dtype):
+                ds[block.index] = block.values
 
     atomic_write(path, writer)
     return path
