@@ -229,29 +229,64 @@ def last_epoch_markdown(model_dir: Path, groups: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_groups(model: Any, groups: dict[str, Any], out: Path, plots: bool) -> dict[str, Any]:
-    """evaluate_model per test condition (with each snapshot's floor) and on the fit (train + validation) set."""
+def _cached(path: Path, key: dict[str, Any], compute: Any, *args: Any) -> dict[str, Any]:
+    """``compute(*args)`` unless ``path`` holds a result made with the same ``key`` (model weights, snapshots)."""
+    from alml.io import atomic_write_json
+
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            log.info("reusing %s (same model weights and snapshots)", path)
+            return saved["result"]
+    result = compute(*args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"key": key, "result": result})
+    return result
+
+
+def evaluate_groups(model_dir: Path, groups: dict[str, Any], out: Path, plots: bool) -> dict[str, Any]:
+    """evaluate_model per test condition (with each snapshot's floor) and on the fit (train + validation) set.
+
+    Each group's result is kept in ``<out>/eval/<group>/group.json`` with the sha256 of the model's weights and the
+    group's snapshot names, and reused when both match: a rerun after more test snapshots are finished evaluates
+    only the groups that changed.
+    """
+    import hashlib
     from dataclasses import asdict
 
     from alml.surrogate import evaluate_model
+    from alml.surrogate.model import load_ldos_model
+
+    weights = hashlib.sha256((model_dir / "weights.pt").read_bytes()).hexdigest()
+    loaded: list[Any] = []
+
+    def model() -> Any:
+        if not loaded:
+            loaded.append(load_ldos_model(model_dir))
+        return loaded[0]
+
+    def test_group(cond: str, dirs: list[Path]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ev = evaluate_model(model(), dirs, out / "eval" / cond, plots=plots)
+        rows = [{**asdict(r), **floor_row(d), "candidate": groups["candidates"][d.name]} for d, r in zip(dirs, ev.rows)]
+        return {"rows": rows, "summary": ev.summary, "wall_s": time.perf_counter() - t0}
+
+    def fit_group(dirs: list[Path]) -> dict[str, Any]:
+        ev = evaluate_model(model(), dirs, out / "eval" / "fit", plots=False)
+        return {"rows": [{**asdict(r), "candidate": groups["candidates"][d.name]} for d, r in zip(dirs, ev.rows)],
+                "summary": ev.summary}
 
     result: dict[str, Any] = {}
     for cond, dirs in sorted(groups["test"].items()):
-        t0 = time.perf_counter()
-        ev = evaluate_model(model, dirs, out / "eval" / cond, plots=plots)
-        rows = []
-        for d, r in zip(dirs, ev.rows):
-            rows.append({**asdict(r), **floor_row(d), "candidate": groups["candidates"][d.name]})
-        result[cond] = {"rows": rows, "summary": ev.summary, "wall_s": time.perf_counter() - t0}
+        key = {"weights_sha256": weights, "snapshots": [d.name for d in dirs], "plots": plots}
+        result[cond] = _cached(out / "eval" / cond / "group.json", key, test_group, cond, dirs)
+        summary = result[cond]["summary"]
         log.info("%s: |band| MAE %.3f, |total| MAE %.3f meV/atom, density %.3f %%", cond,
-                 ev.summary["band_energy_error_mev_per_atom_mae"], ev.summary["total_energy_error_mev_per_atom_mae"],
-                 ev.summary["density_error_percent_mae"])
+                 summary["band_energy_error_mev_per_atom_mae"], summary["total_energy_error_mev_per_atom_mae"],
+                 summary["density_error_percent_mae"])
     fit_dirs = groups["train"] + groups["validation"]
-    ev = evaluate_model(model, fit_dirs, out / "eval" / "fit", plots=False)
-    result["fit (train + validation)"] = {
-        "rows": [{**asdict(r), "candidate": groups["candidates"][d.name]} for d, r in zip(fit_dirs, ev.rows)],
-        "summary": ev.summary,
-    }
+    key = {"weights_sha256": weights, "snapshots": [d.name for d in fit_dirs]}
+    result["fit (train + validation)"] = _cached(out / "eval" / "fit" / "group.json", key, fit_group, fit_dirs)
     return result
 
 
@@ -439,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("trained: %s (%.0f s in this call)", args.out / "model", t_train)
         return 0
     t0 = time.perf_counter()
-    ev = evaluate_groups(model, groups, args.out, plots=not args.no_plots)
+    ev = evaluate_groups(args.out / "model", groups, args.out, plots=not args.no_plots)
     t_eval = time.perf_counter() - t0
     fit = {k: ev.pop(k) for k in list(ev) if k.startswith("fit")}
     large = None
