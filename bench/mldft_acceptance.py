@@ -14,14 +14,17 @@ the same config; ``--retrain`` starts over):
 
 1. **Data**: ``<data>/dataset.json``: snapshot folders (``ldos.h5`` + ``descriptors.h5``) by split and condition,
    linked as ``<out>/snapshots/<condition>-<k>`` so rows and plots carry readable names.
-2. **Train** (:func:`alml.surrogate.train_ldos_model`) on the ``train`` snapshots, best epoch on the ``validation``
-   one (both count towards the issue's "at most 8"), config ``--config`` (examples/ldos_al.yaml), model in
-   ``<out>/model``; the per-epoch validation includes the total-energy error (pseudopotential given).
-3. **Test per condition** (:func:`alml.surrogate.evaluate_model`, ``<out>/eval/<condition>/``): committee-mean LDOS
-   → band energy, Harris–Foulkes free energy, Fermi level vs QE's own numbers; density vs the true LDOS's; committee
-   spreads; DOS and density-slice plots. Also, as diagnostics for "what limits it": the same on the training and
-   validation snapshots (``<out>/eval/fit``: in-sample error, i.e. capacity vs generalisation) and the **floor** of
-   each test snapshot — the observables of its *true* LDOS against QE (ladder and quadrature error; no ML).
+2. **Train** (:func:`alml.surrogate.train_ldos_model`) on the ``train`` snapshots with the ``validation`` one logged
+   every epoch (both count towards the issue's "at most 8"), config ``--config`` (examples/ldos_al.yaml: the last
+   epoch is kept and the output layer refitted), model in ``<out>/model``; the per-epoch validation includes the
+   total-energy error (pseudopotential given).
+3. **Test per condition** (:func:`alml.surrogate.evaluate_model`, ``<out>/eval/<condition>/``, each group cached in
+   ``group.json`` with the weights' sha256 and its snapshot names, so a rerun evaluates only what changed):
+   committee-mean LDOS → band energy, Harris–Foulkes free energy, Fermi level vs QE's own numbers; density vs the
+   true LDOS's; committee spreads; DOS and density-slice plots. Also, as diagnostics for "what limits it": the same
+   on the training and validation snapshots (``<out>/eval/fit``: in-sample error, i.e. capacity vs generalisation)
+   and the **floor** of each test snapshot — the observables of its *true* LDOS against QE (ladder and quadrature
+   error; no ML).
 4. **Large cell** (:func:`alml.surrogate.predict`, ``<out>/large/``): the 108-atom 933 K frame at its temperature;
    band energy, free energy and Fermi level against its pw.x SCF, density against QE's SCF density (read from
    ``charge-density.dat`` by the builder), DOS against QE's eigenvalues broadened with the ladder's kernel (drawn only
@@ -374,6 +377,13 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
             f"goal_{GOAL_MEV:g}_mev": worst <= GOAL_MEV}
 
 
+def _kept(cfg: dict[str, Any]) -> str:
+    """Which weights the training kept, in words (``training.keep``, ``refit_output``)."""
+    keep = cfg["training"].get("keep", "best")
+    words = "last epoch kept" if keep == "last" else "best validation epoch kept"
+    return words + (", output layer refitted" if cfg.get("refit_output") else "")
+
+
 def markdown(report: dict[str, Any]) -> str:
     head = ("| snapshot | condition | N | ΔE_band (meV/atom) | ΔF total (meV/atom) | density error (%) | Δμ (meV) "
             "| committee std band / total (meV/atom) | floor band / total (meV/atom) |")
@@ -381,7 +391,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# ML-DFT acceptance (issue #4)", "",
         f"Data: `{report['data']}`; model: `{report['model']}` ({report['model_config']['members']} members, hidden "
         f"{report['model_config']['network']['hidden']}, {report['model_config']['network']['activation']}); "
-        f"trained on {len(report['train'])} snapshots, best epoch on `{report['validation']}`.",
+        f"trained on {len(report['train'])} snapshots, validation snapshot `{report['validation']}` "
+        f"({_kept(report['model_config'])}).",
         "Errors: ML − pw.x, signed, committee-mean LDOS; density vs the true LDOS (training-size cells) or pw.x's "
         "SCF density (large cell). Floor: the true LDOS's own observables vs pw.x (no ML).", "", head,
         "|---|---|---|---|---|---|---|---|---|",
