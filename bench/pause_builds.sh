@@ -19,7 +19,7 @@ esac
 mine() { pgrep -x "$1" | while read -r pid; do readlink "/proc/$pid/cwd" | grep -Eq "$runs/" && echo "$pid"; done; }
 pkill -f "python bench/build_($which)_dataset.py" && echo "stopped the builders ($which)"
 # bench/mldft_acceptance.py stops too: its training resumes from the last checkpoint (<= 10 epochs lost); a full
-# run's evaluation starts over when rerun
+# run reuses the evaluation groups it finished (eval/<group>/group.json) and redoes the one it was in
 [ "$which" != al ] && pkill -f "python bench/mldft_acceptance.py" && echo "stopped the acceptance training"
 for pid in $(mine pw.x); do
     dir=$(readlink "/proc/$pid/cwd") || continue
