@@ -246,36 +246,29 @@ def _cached(path: Path, key: dict[str, Any], compute: Any, *args: Any) -> dict[s
     return result
 
 
-def evaluate_groups(model_dir: Path, groups: dict[str, Any], out: Path, plots: bool) -> dict[str, Any]:
+def evaluate_groups(model: Any, model_dir: Path, groups: dict[str, Any], out: Path, plots: bool) -> dict[str, Any]:
     """evaluate_model per test condition (with each snapshot's floor) and on the fit (train + validation) set.
 
     Each group's result is kept in ``<out>/eval/<group>/group.json`` with the sha256 of the model's weights and the
-    group's snapshot names, and reused when both match: a rerun after more test snapshots are finished evaluates
-    only the groups that changed.
+    group's snapshot names (``model`` is the committee loaded from ``model_dir``), and reused when both match: a
+    rerun after more test snapshots are finished evaluates only the groups that changed.
     """
     import hashlib
     from dataclasses import asdict
 
     from alml.surrogate import evaluate_model
-    from alml.surrogate.model import load_ldos_model
 
     weights = hashlib.sha256((model_dir / "weights.pt").read_bytes()).hexdigest()
-    loaded: list[Any] = []
-
-    def model() -> Any:
-        if not loaded:
-            loaded.append(load_ldos_model(model_dir))
-        return loaded[0]
 
     def test_group(cond: str, dirs: list[Path]) -> dict[str, Any]:
         t0 = time.perf_counter()
-        ev = evaluate_model(model(), dirs, out / "eval" / cond, plots=plots)
+        ev = evaluate_model(model, dirs, out / "eval" / cond, plots=plots)
         rows = [{**asdict(r), **floor_row(d), "candidate": groups["candidates"][d.name]} for d, r in zip(dirs, ev.rows)]
         return {"rows": rows, "summary": ev.summary, "wall_s": time.perf_counter() - t0}
 
     def fit_group(dirs: list[Path]) -> dict[str, Any]:
         t0 = time.perf_counter()
-        ev = evaluate_model(model(), dirs, out / "eval" / "fit", plots=False)
+        ev = evaluate_model(model, dirs, out / "eval" / "fit", plots=False)
         return {"rows": [{**asdict(r), "candidate": groups["candidates"][d.name]} for d, r in zip(dirs, ev.rows)],
                 "summary": ev.summary, "wall_s": time.perf_counter() - t0}
 
@@ -396,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_only:
         log.info("trained: %s (%.0f s in this call)", args.out / "model", t_train)
         return 0
-    ev = evaluate_groups(args.out / "model", groups, args.out, plots=not args.no_plots)
+    ev = evaluate_groups(model, args.out / "model", groups, args.out, plots=not args.no_plots)
     t_eval = sum(block.get("wall_s", math.nan) for block in ev.values())  # when each group was computed (cached)
     fit = {k: ev.pop(k) for k in list(ev) if k.startswith("fit")}
     large = None
