@@ -140,8 +140,14 @@ def model_config(path: Path, tiny: bool) -> Any:
     return cfg
 
 
+def epoch_seconds(model_dir: Path) -> float:
+    """Wall seconds of all training epochs of all members (their ``history.json``): survives resumed training."""
+    files = sorted((model_dir / "training").glob("member_*/history.json"))
+    return float(sum(e["time_s"] for f in files for e in json.loads(f.read_text()))) if files else float("nan")
+
+
 def train_or_load(groups: dict[str, Any], cfg: Any, out: Path, retrain: bool) -> tuple[Any, float]:
-    """The committee in ``out`` (reused when it holds ``cfg``) or a newly trained one; and the training seconds."""
+    """The committee in ``out`` (reused when it holds ``cfg``) or a newly trained one; and its training seconds."""
     import shutil
 
     from alml.dft.pseudo import pseudopotential
@@ -150,21 +156,17 @@ def train_or_load(groups: dict[str, Any], cfg: Any, out: Path, retrain: bool) ->
 
     if retrain:
         shutil.rmtree(out, ignore_errors=True)
-    timing = out.parent / "training_time.json"
     if is_ldos_model_folder(out):
         model = load_ldos_model(out)
         if model.config.model_dump(mode="json") != cfg.model_dump(mode="json"):
             raise SystemExit(f"{out} holds a model of another config: pass --retrain (deletes it) or another --out")
         log.info("reusing the trained committee in %s", out)
-        return model, float(json.loads(timing.read_text())["seconds"]) if timing.is_file() else float("nan")
-    t0 = time.perf_counter()
+        return model, epoch_seconds(out)
     log.info("training %d members on %d snapshots (validation %s)", cfg.members, len(groups["train"]),
              groups["validation"][0].name)
     model = train_ldos_model(groups["train"], groups["validation"][0], cfg, out,
                              pseudopotentials={"Al": pseudopotential("Al")})
-    seconds = time.perf_counter() - t0  # of this call: a resumed training counts only its last part
-    timing.write_text(json.dumps({"seconds": seconds}))
-    return model, seconds
+    return model, epoch_seconds(out)
 
 
 # --- evaluation -----------------------------------------------------------------------------------

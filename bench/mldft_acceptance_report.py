@@ -71,7 +71,7 @@ def markdown(report: dict[str, Any]) -> str:
               f"**{v['worst_energy_error_mev_per_atom']:.3f} meV/atom** — milestone (≤ {MILESTONE_MEV:g}): "
               f"{'met' if v[f'milestone_{MILESTONE_MEV:g}_mev'] else 'not met'}; goal (≤ {GOAL_MEV:g}): "
               f"{'met' if v[f'goal_{GOAL_MEV:g}_mev'] else 'not met'}.",
-              f"Wall time: training {report['timings_s']['train']:.0f} s, evaluation "
+              f"Wall time: training {report['timings_s']['train']:.0f} s (all members' epochs), evaluation "
               f"{report['timings_s']['evaluate']:.0f} s, large-cell prediction {report['timings_s']['large']:.0f} s.",
               ""]
     return "\n".join(lines)
