@@ -258,3 +258,24 @@ def test_global_atom_density_input_follows_a_density_dependent_energy_shift(tmp_
             mse.append(float(np.mean((mean - v.y) ** 2)))
         errors[name] = np.mean(mse)
     assert errors["global"] < 0.3 * errors["local"], errors
+
+
+@pytest.mark.parametrize("hidden", [(7, 5), ()])
+def test_readout_is_the_output_layer(hidden: tuple[int, ...]) -> None:
+    """features(x) @ a.T + c equals the member's LDOS (output scaling included), with and without hidden layers;
+    the prediction passes rely on it to skip forming the LDOS."""
+    import torch
+
+    from alml.surrogate.model import LdosNet, Scalers
+
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    net = LdosNet(4, 6, MLPConfig(hidden=hidden, activation="tanh")).double()
+    net.set_scalers(Scalers(rng.normal(size=4), 1 + rng.random(4), rng.normal(size=6), 1 + rng.random(6)))
+    x = torch.as_tensor(rng.normal(size=(10, 4)))
+    a, c = net.readout()
+    with torch.no_grad():
+        h = net.features(x).numpy()
+        want = net(x).numpy()
+    assert h.shape == (10, hidden[-1] if hidden else 4)
+    assert np.allclose(h @ a.T + c, want, rtol=1e-12, atol=1e-12)

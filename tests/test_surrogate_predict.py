@@ -77,7 +77,12 @@ def model() -> LdosModel:
 
 @pytest.fixture(scope="module")
 def base(model: LdosModel) -> Prediction:
-    return predict(cell(), model, PredictConfig(max_points_per_chunk=None))
+    return predict(cell(), model, exact(max_points_per_chunk=None))
+
+
+def exact(**kw: object) -> PredictConfig:
+    """A float64 network, as the float64 committee of these tests, so that routes compare to ~1e-10."""
+    return PredictConfig(network_dtype="float64", **kw)
 
 
 def _close(a: float, b: float, rel: float) -> bool:
@@ -85,8 +90,8 @@ def _close(a: float, b: float, rel: float) -> bool:
 
 
 def test_chunked_equals_unchunked(model: LdosModel, base: Prediction) -> None:
-    small = predict(cell(), model, PredictConfig(max_points_per_chunk=2 * 81, batch_points=50))
-    auto = predict(cell(), model, PredictConfig(descriptor_memory_mb=0.05))  # auto: 1-plane slabs
+    small = predict(cell(), model, exact(max_points_per_chunk=2 * 81, batch_points=50))
+    auto = predict(cell(), model, exact(descriptor_memory_mb=0.05))  # auto: 1-plane slabs
     assert np.allclose(auto.dos_members, base.dos_members, rtol=1e-10, atol=0)
     assert _close(auto.free_energy.value, base.free_energy.value, 1e-10)
     assert small.grid_shape == base.grid_shape == SHAPE
@@ -103,10 +108,10 @@ def test_blocks_strided_along_every_axis(model: LdosModel, base: Prediction, tmp
     file as one block, written back with strided assignment."""
     from alml.surrogate.predict import block_strides
 
-    cfg = PredictConfig(max_points_per_chunk=27, write_ldos=True, batch_points=10)
+    cfg = exact(max_points_per_chunk=27, write_ldos=True, batch_points=10)
     assert block_strides(SETTINGS, SHAPE, cfg) == (1, 3, 9)
     pred = predict(cell(), model, cfg, out=tmp_path / "blocks")
-    predict(cell(), model, PredictConfig(max_points_per_chunk=None, write_ldos=True), out=tmp_path / "one")
+    predict(cell(), model, exact(max_points_per_chunk=None, write_ldos=True), out=tmp_path / "one")
     assert np.allclose(pred.dos_members, base.dos_members, rtol=1e-10, atol=0)
     assert np.allclose(pred.density, base.density, rtol=1e-10, atol=1e-14)
     for k, v in base.terms.items():
@@ -140,8 +145,21 @@ def test_matches_the_whole_cell_route(model: LdosModel, base: Prediction) -> Non
     assert base.peak_rss_mb > 0
 
 
+def test_float32_network_agrees_with_float64(model: LdosModel, base: Prediction) -> None:
+    """The default float32 hidden layers move the DOS, density and energies by float32 rounding only (~1e-7
+    relative per point), and leave the caller's float64 committee as it was."""
+    fast = predict(cell(), model, PredictConfig(max_points_per_chunk=None))
+    assert next(model.members.parameters()).dtype == torch.float64
+    assert np.allclose(fast.dos_members, base.dos_members, rtol=1e-5, atol=1e-8)
+    assert not np.array_equal(fast.dos_members, base.dos_members)  # it did run in float32
+    assert np.allclose(fast.density, base.density, rtol=1e-5, atol=1e-10)
+    assert abs(fast.fermi_level.value - base.fermi_level.value) < 1e-5  # eV
+    for k, v in base.terms.items():
+        assert np.allclose(fast.terms[k].members, v.members, rtol=0, atol=1e-5), k  # eV, for a 4-atom cell
+
+
 def test_supercell_gives_the_same_energies_per_atom(model: LdosModel, base: Prediction) -> None:
-    sup = predict(cell().repeat((2, 1, 1)), model, PredictConfig(max_points_per_chunk=200))
+    sup = predict(cell().repeat((2, 1, 1)), model, exact(max_points_per_chunk=200))
     assert sup.grid_shape == (18, 9, 9) and sup.n_atoms == 8 and sup.n_electrons == 24.0
     assert _close(sup.fermi_level.value, base.fermi_level.value, 1e-9)
     assert np.allclose(sup.dos / 8, base.dos / 4, rtol=1e-9)
@@ -152,7 +170,7 @@ def test_supercell_gives_the_same_energies_per_atom(model: LdosModel, base: Pred
 
 def test_calculator_energy_and_no_forces(model: LdosModel, base: Prediction) -> None:
     atoms = cell()
-    calc = LdosCalculator(model, PredictConfig(max_points_per_chunk=None, keep_density=False))
+    calc = LdosCalculator(model, exact(max_points_per_chunk=None, keep_density=False))
     atoms.calc = calc
     assert atoms.get_potential_energy() == pytest.approx(base.energy.value, rel=1e-12)
     assert atoms.get_potential_energy(force_consistent=True) == pytest.approx(base.free_energy.value, rel=1e-12)
@@ -170,7 +188,7 @@ def test_write_prediction_round_trip(model: LdosModel, tmp_path: Path) -> None:
     from ase.io.cube import read_cube
 
     out = tmp_path / "pred"
-    pred = predict(cell(), model, PredictConfig(max_points_per_chunk=243, write_ldos=True), out=out)
+    pred = predict(cell(), model, exact(max_points_per_chunk=243, write_ldos=True), out=out)
     assert sorted(p.name for p in out.iterdir()) == ["density.cube", "dos.csv", "ldos.h5", "prediction.json"]
     js = json.loads((out / "prediction.json").read_text())
     assert js["energies"]["free_energy"]["eV"] == pytest.approx(pred.free_energy.value, rel=1e-12)
@@ -201,12 +219,12 @@ def test_out_of_range_atom_density_is_reported(tmp_path: Path) -> None:
     assert len(far) == 1 and "outside the training range" in far[0]
     m = make_model(members=2)
     m.training_data = {**m.training_data, "global_input_ranges": {"atom_density": [0.8 * rho, 0.9 * rho]}}
-    pred = predict(atoms, m, PredictConfig(keep_density=False), out=tmp_path / "pred")
+    pred = predict(atoms, m, exact(keep_density=False), out=tmp_path / "pred")
     assert pred.warnings == far
     assert json.loads((tmp_path / "pred" / "prediction.json").read_text())["warnings"] == far
     inside = make_model(members=2)
     inside.training_data = {**inside.training_data, "global_input_ranges": {"atom_density": [rho, rho]}}
-    assert predict(atoms, inside, PredictConfig(keep_density=False)).warnings == []
+    assert predict(atoms, inside, exact(keep_density=False)).warnings == []
 
 
 def test_clear_errors(model: LdosModel) -> None:
@@ -246,7 +264,7 @@ def test_trained_folder_records_what_prediction_needs(tmp_path: Path) -> None:
     assert m.training_data["elements"] == ["Al"] and "Al" in m.training_data["pseudopotentials"]
     rho = len(atoms) / atoms.get_volume()
     assert m.training_data["global_input_ranges"]["atom_density"] == pytest.approx([rho, rho], rel=1e-12)
-    pred = predict(atoms, tmp_path / "model", PredictConfig(keep_density=False))
+    pred = predict(atoms, tmp_path / "model", PredictConfig(keep_density=False))  # the default float32 network
     assert pred.grid_shape == SHAPE and pred.temperature == T and np.isfinite(pred.free_energy.value)
     assert pred.free_energy.std == 0.0  # one member
     m.training_data["pseudopotentials"]["Al"] = "other.UPF sha256:0123456789abcdef"

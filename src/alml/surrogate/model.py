@@ -116,6 +116,18 @@ class LdosNet(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations h (N, H) of raw inputs x (N, n_in); the standardised inputs when the
+        network has no hidden layer. ``forward(x) = h @ a.T + c`` with ``(a, c) = readout()``."""
+        return self.mlp.net[:-1]((x - self.x_mean) / self.x_std)
+
+    def readout(self) -> tuple[np.ndarray, np.ndarray]:
+        """The affine map from :meth:`features` to the LDOS, output scaling included: a (n_e, H), c (n_e,), float64."""
+        last = self.mlp.net[-1]
+        w, b = last.weight.detach().double(), last.bias.detach().double()
+        y_std, y_mean = self.y_std.double(), self.y_mean.double()
+        return (y_std[:, None] * w).numpy(), (y_std * b + y_mean).numpy()
+
 
 @dataclass(frozen=True)
 class Scalers:

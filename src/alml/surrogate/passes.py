@@ -23,15 +23,48 @@ from alml.surrogate.observables import Method, band_energy, entropy_term, fermi_
 Advance = Callable[[str], None]
 
 
-def members_ldos(model: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Every member's LDOS (M, P, n_e) float64 in 1/(eV·Å³) for raw descriptors x (P, K) and the cell's global
-    inputs g (G,) (:mod:`alml.surrogate.inputs`)."""
+def members_features(model: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Every member's last hidden layer h (M, P, H) float64 for raw descriptors x (P, K) and the cell's global
+    inputs g (G,) (:mod:`alml.surrogate.inputs`). The LDOS is affine in h (:class:`Readout`)."""
     import torch
 
     dtype = next(model.members.parameters()).dtype
     with torch.no_grad():
         xb = torch.as_tensor(with_globals(x, g), dtype=dtype)
-        return np.stack([net(xb).double().numpy() for net in model.members])
+        return np.stack([net.features(xb).double().numpy() for net in model.members])
+
+
+@dataclass(frozen=True)
+class Readout:
+    """The members' output layers, scaling included: LDOS_m(p) = a_m h_m(p) + c_m in 1/(eV·Å³).
+
+    Because the map is affine, the DOS needs only Σ_p h_m(p) and a density only h_m(p) · (a_mᵀ w): the passes
+    never form the (M, P, n_e) LDOS unless it is written out. The output layer is most of a member's work
+    (H × n_e multiply-adds per point against K × H + H × H for the hidden layers).
+    """
+
+    a: np.ndarray  #: (M, n_e, H)
+    c: np.ndarray  #: (M, n_e)
+
+    @classmethod
+    def of(cls, model: Any) -> Readout:
+        parts = [net.readout() for net in model.members]
+        return cls(np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]))
+
+    def mean_ldos(self, h: np.ndarray) -> np.ndarray:
+        """The committee-mean LDOS (P, n_e) of features h (M, P, H)."""
+        return np.einsum("mph,meh->pe", h, self.a) / len(self.a) + self.c.mean(axis=0)
+
+    def densities(self, h: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Densities (M+1, P) of features h (M, P, H) with occupation weights (M+1, n_e): each member's LDOS with
+        its own weights, then the committee-mean LDOS with the last row."""
+        n_m = len(self.a)
+        own = np.einsum("meh,me->mh", self.a, weights[:n_m])
+        of_mean = np.einsum("meh,e->mh", self.a, weights[n_m]) / n_m
+        rho = np.empty((n_m + 1, h.shape[1]))
+        rho[:n_m] = np.einsum("mph,mh->mp", h, own) + np.einsum("me,me->m", self.c, weights[:n_m])[:, None]
+        rho[n_m] = np.einsum("mph,mh->p", h, of_mean) + self.c.mean(axis=0) @ weights[n_m]
+        return rho
 
 
 def _desc_chunks(n_points: int, k: int, itemsize: int) -> tuple[int, int, int]:
@@ -65,7 +98,8 @@ def dos_pass(
     desc = cache.create_dataset(
         "descriptors", shape=(n_blocks, per_block, k), dtype=dtype, chunks=_desc_chunks(per_block, k, dtype.itemsize)
     )
-    sums = np.zeros((model.n_members, model.n_out))
+    readout = Readout.of(model)
+    sums = np.zeros((model.n_members, readout.a.shape[2]))  # Σ_p h_m(p)
     # LAMMPS's float64 values are cast straight to the cache dtype: the network sees what pass 2 reads back
     blocks = iter_grid_blocks(atoms, ctx.settings, ctx.shape, strides=strides, workers=config.workers, dtype=dtype)
     for n in range(n_blocks):
@@ -78,15 +112,17 @@ def dos_pass(
         timings["io"] += time.perf_counter() - t0
         for b0 in range(0, len(x), config.batch_points):
             t0 = time.perf_counter()
-            y = members_ldos(model, x[b0 : b0 + config.batch_points], ctx.globals)
+            h = members_features(model, x[b0 : b0 + config.batch_points], ctx.globals)
             t1 = time.perf_counter()
-            sums += y.sum(axis=1)
+            sums += h.sum(axis=1)
             timings["network"] += t1 - t0
             timings["observables"] += time.perf_counter() - t1
         del block, x
         advance(f"descriptors + DOS: block {n + 1} of {n_blocks}")
     blocks.close()  # ends the MPI runner (its temporary folder) now, not at garbage collection
-    return sums * (abs(atoms.cell.volume) / (nx * ny * nz))
+    n_points = nx * ny * nz
+    dos_sums = np.einsum("meh,mh->me", readout.a, sums) + n_points * readout.c
+    return dos_sums * (abs(atoms.cell.volume) / n_points)
 
 
 @dataclass(frozen=True)
@@ -151,14 +187,15 @@ def density_pass(
         piece = min(piece, max(plane, LDOS_PIECE_BYTES // (8 * model.n_out)))
     planes = max(1, piece // plane)
     phases = block_phases(strides)
+    readout = Readout.of(model)
     for n, (p, q, r) in enumerate(phases):
         for k0 in range(0, mz, planes):
             k1 = min(mz, k0 + planes)
             t0 = time.perf_counter()
             x = desc[n, k0 * plane : k1 * plane]
             timings["io"] += time.perf_counter() - t0
-            rho, mean_ldos = _piece_density(model, x, ctx.globals, weights, config.batch_points, ldos_ds is not None,
-                                            timings)
+            rho, mean_ldos = _piece_density(model, readout, x, ctx.globals, weights, config.batch_points,
+                                            ldos_ds is not None, timings)
             t0 = time.perf_counter()
             idx = (slice(p, None, sx), slice(q, None, sy), slice(r + sz * k0, r + sz * (k1 - 1) + 1, sz))
             dens[(slice(None), *idx)] = rho.reshape(n_m + 1, k1 - k0, my, mx).transpose(0, 3, 2, 1)
@@ -169,7 +206,7 @@ def density_pass(
 
 
 def _piece_density(
-    model: Any, x: np.ndarray, g: np.ndarray, weights: np.ndarray, batch: int, want_ldos: bool,
+    model: Any, readout: Readout, x: np.ndarray, g: np.ndarray, weights: np.ndarray, batch: int, want_ldos: bool,
     timings: dict[str, float],
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Densities (M+1, P) in 1/Å³ of descriptors x (P, K), members then the mean LDOS's; the mean LDOS (P, n_e)."""
@@ -179,13 +216,11 @@ def _piece_density(
     for b0 in range(0, len(x), batch):
         b1 = min(len(x), b0 + batch)
         t0 = time.perf_counter()
-        y = members_ldos(model, x[b0:b1], g)
+        h = members_features(model, x[b0:b1], g)
         t1 = time.perf_counter()
-        rho[:n_m, b0:b1] = np.einsum("mpe,me->mp", y, weights[:n_m])
-        ym = y.mean(axis=0)
-        rho[n_m, b0:b1] = ym @ weights[n_m]
+        rho[:, b0:b1] = readout.densities(h, weights)
         if mean_ldos is not None:
-            mean_ldos[b0:b1] = ym
+            mean_ldos[b0:b1] = readout.mean_ldos(h)
         timings["network"] += t1 - t0
         timings["observables"] += time.perf_counter() - t1
     return rho, mean_ldos
