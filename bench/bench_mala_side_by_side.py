@@ -58,7 +58,8 @@ its config's ``training.keep`` names (examples/ldos_al.yaml: the last too), and 
 counterpart; MALA clips negative LDOS values of its predictions to zero; MALA's band energy integrates the
 broadened LDOS as it is, alml's undoes the ladder's broadening kernel (the floors show what that costs); MALA has no
 floor on per-energy output stds; MALA 1.4 needs a shim for torch 2.13 (``ReduceLROnPlateau(verbose=...)`` was removed)
-and has no learning-rate floor; alml evaluates its saved network in float64, MALA in float32; seeds differ.
+and has no learning-rate floor; alml's test evaluation runs its network in float64 and its prediction in float32
+(``PredictConfig.network_dtype``), MALA both in float32; seeds differ.
 
 **Smoke test** (``--tiny``: the 4-atom snapshots of ``build_ldos_dataset.py --tiny``, 2J = 2, a (32, 32) ReLU
 network, 20 epochs; ~2 min, figures in docs/benchmarks.md; they prove the pipeline, not the codes)::
@@ -492,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
         "(floors); 'MALA net + alml obs' runs MALA's predicted LDOS through alml's observables",
         "per-epoch time: alml's includes its physics validation (band energy, density) on the validation snapshot, "
         "MALA's its validation MSE",
-        "prediction: alml evaluates its saved network in float64, MALA in float32; alml's network time counts both "
-        "passes and its `total` also holds the density and total energy (not in 'end to end')",
+        "prediction: alml runs its hidden layers in float32 and reads the DOS and density out of the last hidden "
+        "layer (float64), MALA runs in float32 and forms the LDOS; alml's network time counts both passes and its "
+        "`total` also holds the density and total energy (not in 'end to end')",
         "MALA 1.4 + torch 2.13: ReduceLROnPlateau(verbose=...) was removed from torch; the worker drops the argument",
         "MALA 1.4: Predictor hangs if the batch exceeds a rank's grid points (the worker caps it); Tester "
         "inverse-scales test outputs in place, so predict_targets is called once per snapshot",
