@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Pause the acceptance-data builds (bench/resume_builds.sh starts them) without losing pw.x work: run this
 # before a session ends. The builders stop first, so nothing is recorded as failed; then every pw.x SCF gets
-# QE's exit file (out/pw.EXIT) and stops after its current iteration with restart files, which the next run
-# of the same job resumes (alml.dft.espresso.request_stop). An nscf has no such restart and is simply ended;
-# it is rerun from the SCF's density. pw.x runs still alive after WAIT seconds (default 900) are killed.
+# QE's exit file (out/pw.EXIT) and stops at its next check with restart files, which the next run of the same
+# job resumes (alml.dft.espresso.request_stop; an SCF stopped inside its first iteration starts over). An nscf
+# has no such restart and is simply ended; it is rerun from the SCF's density. pw.x runs still alive after WAIT
+# seconds (default 900) are killed.
 # ONLY=ldos or ONLY=al pauses one build (e.g. to restart it with changed code; resume_builds.sh then starts
 # only the stopped one).
 #   bash bench/pause_builds.sh

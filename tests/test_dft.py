@@ -141,8 +141,8 @@ def test_settings_hash_ignores_unused_smearing_at_a_temperature():
 
 
 def test_stopped_scf_resumes_to_the_same_energy(fast_dft, tmp_path):
-    """QE's exit file stops pw.x cleanly after an SCF iteration; the next run resumes instead of starting over
-    and lands on the uninterrupted run's energy (same conv_thr; tolerance 1e-5 eV, ~100x conv_thr)."""
+    """QE's exit file stops pw.x cleanly once an SCF iteration has finished; the next run resumes instead of
+    starting over and lands on the uninterrupted run's energy (same conv_thr; tolerance 1e-5 eV, ~100x conv_thr)."""
     import threading
 
     from alml.dft.errors import DFTStoppedError
@@ -163,7 +163,7 @@ def test_stopped_scf_resumes_to_the_same_energy(fast_dft, tmp_path):
         out = workdir / "pw.out"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if out.is_file() and "iteration #  1" in out.read_text(errors="replace"):
+            if out.is_file() and "estimated scf accuracy" in out.read_text(errors="replace"):
                 request_stop(workdir)
                 fired.set()
                 return
@@ -185,6 +185,33 @@ def test_stopped_scf_resumes_to_the_same_energy(fast_dft, tmp_path):
     assert resumed.free_energy == pytest.approx(ref.free_energy, abs=1e-5)
     assert np.abs(resumed.forces - ref.forces).max() < 1e-4
     assert resumed.n_iterations >= ref.n_iterations - 1
+
+
+def test_scf_stopped_inside_its_first_iteration_starts_over(tmp_path):
+    """pw.x 6.7 saves a poor density when stopped before its first SCF iteration finished (module docstring), so
+    that run is not resumed; one that finished an iteration, or was itself resumed, is."""
+    from alml.dft.espresso import pw_input_text, write_pw_input
+
+    atoms = bulk("Al", "fcc", a=4.05)
+    s = DFTSettings()
+    text = pw_input_text(atoms, s)
+    stopped = "     Program stopped by user request\n"
+    accuracy = "     estimated scf accuracy    <       0.08526370 Ry\n"
+
+    def state(name: str, out_text: str, resumed_before: bool = False):
+        d = tmp_path / name
+        (d / "out").mkdir(parents=True)
+        (d / "out" / "pw.restart_scf").touch()
+        (d / "pw.in").write_text(text.replace("&CONTROL\n", "&CONTROL\n   restart_mode = 'restart'\n")
+                                 if resumed_before else text)
+        (d / "pw.out").write_text(out_text)
+        _, resume = write_pw_input(atoms, s, d)
+        return resume, ("restart_mode" in (d / "pw.in").read_text()), (d / "pw.out.stopped1").is_file()
+
+    assert state("first", "     iteration #  1\n" + stopped) == (False, False, False)
+    assert state("finished-one", "     iteration #  2\n" + accuracy + stopped) == (True, True, True)
+    assert state("resumed-part", "     iteration #  1\n" + stopped, resumed_before=True) == (True, True, True)
+    assert state("crashed", "     iteration #  2\n" + accuracy) == (False, False, False)
 
 
 def test_nbnd_reaches_pw_but_not_the_hash(tmp_path):
