@@ -6,10 +6,11 @@ An SCF can be paused and resumed: :func:`request_stop` creates QE's exit file (`
 stops at its next check (between k-points or after an SCF iteration) and writes restart files. The next
 :func:`run_pw` in that directory with the same input continues from there (``restart_mode = 'restart'``) instead
 of starting over. pw.x 6.7 resumed in this way reaches the same total energy, to all printed digits, in the same
-number of iterations, with or without k-point pools: once one SCF iteration has finished. A run stopped inside
-its *first* iteration saves a poor density (measured with 2 pools on an 8-atom cell: the next iterations' scf
-accuracy 0.42 and 1.7 Ry against 0.085 and 0.057 from scratch; on the 108-atom LDOS cell 51 and 788 Ry, then
-killed), so it starts over instead: it had at most one partial iteration to lose.
+number of iterations, with or without k-point pools, once one SCF iteration has finished. A run stopped inside
+its *first* iteration sometimes resumes from a poor state (2 of 6 such stops of an 8-atom cell with 2 pools: scf
+accuracy 0.42 and 1.7 Ry in the next iterations against 0.085 and 0.057 uninterrupted; the 108-atom LDOS cell: 51
+then 788 Ry; docs/benchmarks.md, "Resuming a paused pw.x SCF"), so such a run starts over instead: it has at most
+one partial iteration to lose.
 """
 
 from __future__ import annotations
