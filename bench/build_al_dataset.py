@@ -187,6 +187,38 @@ def qe_eos(frames: list[Atoms], root: Path) -> dict | None:
     return res
 
 
+def cpu_cost(root: Path, cands: list[Atoms], frames: list[Atoms]) -> str:
+    """Measured pw.x CPU minutes per cell size (finished work folders, all their parts) and the CPU hours left."""
+    import re
+    import statistics
+
+    from alml.dft.parse import parse_cpu_time
+
+    per_size: dict[int, list[float]] = collections.defaultdict(list)
+    for d in sorted((root / "pw").glob("*/")):
+        m = re.search(r"nat\s*=\s*(\d+)", (d / "pw.in").read_text()) if (d / "pw.in").is_file() else None
+        if m is None or not (d / "result.json").is_file():
+            continue
+        parts = [d / "pw.out", *d.glob("pw.out.stopped*")]
+        cpu = [parse_cpu_time(f.read_text(errors="replace")) for f in parts if f.is_file()]
+        per_size[int(m.group(1))].append(sum(c or 0.0 for c in cpu) / 60.0)
+    done = {a.info.get("structure_hash") for a in frames}
+    from alml.structures import structure_hash
+
+    left = collections.Counter(len(a) for a in cands if structure_hash(a) not in done)
+    lines, hours, unmeasured = ["pw.x CPU (one process) per cell size, measured: median min (n) -> cells left"], 0.0, 0
+    for n in sorted(set(per_size) | set(left)):
+        med = statistics.median(per_size[n]) if per_size.get(n) else None
+        if med is not None:
+            hours += med * left.get(n, 0) / 60.0
+        else:
+            unmeasured += left.get(n, 0)
+        lines.append(f"  {n:3d} atoms  " + (f"{med:6.1f} ({len(per_size[n])})" if med is not None else "     —    ")
+                     + f"  -> {left.get(n, 0)} left")
+    lines.append(f"left: ~{hours:.0f} CPU-h over the measured sizes, plus {unmeasured} cells of unmeasured sizes")
+    return "\n".join(lines)
+
+
 def status(frames: list[Atoms], cands: list[Atoms], failed: dict) -> str:
     have = collections.Counter(a.info.get("category", "?") for a in frames)
     total = collections.Counter(a.info["category"] for a in cands)
@@ -242,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             if c is not None:
                 a.info["category"] = c.info["category"]
         print(status(frames, cands, failed))
+        print(cpu_cost(root, cands, frames))
         eos = qe_eos(frames, root)
         if eos:
             print(f"QE fcc E(V): a0 = {eos['a0_A']:.4f} Å, B = {eos['B_GPa']:.1f} GPa")

@@ -141,6 +141,12 @@ def parse_wall_time(text: str) -> float | None:
     return _parse_qe_time(m.group(1)) if m else None
 
 
+def parse_cpu_time(text: str) -> float | None:
+    """pw.x's total CPU time in seconds (its closing ``PWSCF : ... CPU ... WALL`` line; one process), or None."""
+    m = re.search(r"PWSCF\s+:(.*)CPU", text)
+    return _parse_qe_time(m.group(1)) if m else None
+
+
 def _parse_qe_time(s: str) -> float:
     """'1m 2.34s' / '1h 2m' / '3.51s' -> seconds."""
     total = 0.0
