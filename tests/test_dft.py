@@ -221,3 +221,14 @@ def test_nbnd_reaches_pw_but_not_the_hash(tmp_path):
     atoms = bulk("Al", "fcc", a=4.05)
     assert settings_hash(DFTSettings(nbnd=40)) == settings_hash(DFTSettings())
     assert "nbnd" in pw_input_text(atoms, DFTSettings(nbnd=40)) and "nbnd" not in pw_input_text(atoms, DFTSettings())
+
+
+def test_pw_timing_lines_parse_to_seconds():
+    """pw.x's closing PWSCF line in its three formats (seconds; minutes and seconds; hours and minutes)."""
+    from alml.dft.parse import parse_cpu_time, parse_wall_time
+
+    assert parse_cpu_time("     PWSCF        :   5m50.95s CPU     58m21.92s WALL\n") == pytest.approx(350.95)
+    assert parse_wall_time("     PWSCF        :   5m50.95s CPU     58m21.92s WALL\n") == pytest.approx(3501.92)
+    assert parse_cpu_time("     PWSCF        :     15.32s CPU     20.10s WALL\n") == pytest.approx(15.32)
+    assert parse_wall_time("     PWSCF        :   7m34.32s CPU   1h17m WALL\n") == pytest.approx(4620.0)
+    assert parse_cpu_time("no timing line") is None and parse_wall_time("") is None
