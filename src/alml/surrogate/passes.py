@@ -39,8 +39,8 @@ class Readout:
     """The members' output layers, scaling included: LDOS_m(p) = a_m h_m(p) + c_m in 1/(eV·Å³).
 
     Because the map is affine, the DOS needs only Σ_p h_m(p) and a density only h_m(p) · (a_mᵀ w): the passes
-    never form the (M, P, n_e) LDOS unless it is written out. The output layer is most of a member's work
-    (H × n_e multiply-adds per point against K × H + H × H for the hidden layers).
+    never form the (M, P, n_e) LDOS unless it is written out. The output layer is a large share of a member's
+    work: H × n_e multiply-adds per point, 116 k of 313 k for 92 → 400 → 400 → 291.
     """
 
     a: np.ndarray  #: (M, n_e, H)
