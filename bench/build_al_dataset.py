@@ -193,6 +193,7 @@ def cpu_cost(root: Path, cands: list[Atoms], frames: list[Atoms]) -> str:
     import statistics
 
     from alml.dft.parse import parse_cpu_time
+    from alml.structures import structure_hash
 
     per_size: dict[int, list[float]] = collections.defaultdict(list)
     for d in sorted((root / "pw").glob("*/")):
@@ -203,8 +204,6 @@ def cpu_cost(root: Path, cands: list[Atoms], frames: list[Atoms]) -> str:
         cpu = [parse_cpu_time(f.read_text(errors="replace")) for f in parts if f.is_file()]
         per_size[int(m.group(1))].append(sum(c or 0.0 for c in cpu) / 60.0)
     done = {a.info.get("structure_hash") for a in frames}
-    from alml.structures import structure_hash
-
     left = collections.Counter(len(a) for a in cands if structure_hash(a) not in done)
     lines, hours, unmeasured = ["pw.x CPU (one process) per cell size, measured: median min (n) -> cells left"], 0.0, 0
     for n in sorted(set(per_size) | set(left)):

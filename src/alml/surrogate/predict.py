@@ -18,7 +18,7 @@
    deleted at the end) and pass 2 re-runs only the hidden layers: each density is the last hidden layer dotted
    with the read-out of the occupation weights. Both passes feed the network the cached values.
    Why cache rather than recompute: the bispectrum costs ~0.3 ms per grid point at 2J = 10 on one rank
-   (measured at 4000 atoms), the network ~35 µs (4 members of 400 × 400, float32, one thread). The cache is
+   (measured at 4000 atoms), the network ~40 µs per pass (4 members of 400 × 400, float32, one thread). The cache is
    4·K bytes per point (0.36 kB at K = 91), far smaller than the LDOS of all members (M·n_e·8 bytes: 9 kB at
    M = 4, n_e = 270), which is never stored.
    The densities of every member and of the mean LDOS go to the same cache file, written back into the grid
