@@ -15,7 +15,9 @@ repeated (1000); a = 4.04 Å. Each size runs in a fresh process (so the peak RSS
 default DFT settings at the model's ecutrho and temperature, Fermi–Dirac, same ranks) for sizes ≤ ``--pw-max``
 atoms, and reports the free-energy difference for a trained model.
 
-Writes runs/bench_surrogate/<label>-<time>.json (rows, fitted exponents, machine) and prints a Markdown table.
+Writes runs/bench_surrogate/<label>-<time>.json (rows, fitted exponents, machine) after every size, and prints a
+Markdown table. ``--resume FILE`` continues such a file: sizes already in it are not run again, so a sweep whose
+largest cell takes hours can be spread over several sittings (the options must match the file's).
 The cost exponent is the slope of log(time) against log(atoms) over the sizes run (small sizes carry fixed costs).
 """
 
@@ -138,6 +140,32 @@ def exponents(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def resumed_rows(path: Path, opts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of an earlier run of this script, refusing one made with other options."""
+    import json
+
+    old = json.loads(path.read_text())
+    now = json.loads(json.dumps(opts))  # tuples as the file has them: lists
+    differ = sorted(k for k in now if old["options"].get(k) != now[k])
+    if differ:
+        raise SystemExit(f"--resume {path}: it was made with other options ({', '.join(differ)}); "
+                         "rerun with the same options or start a new file")
+    return list(old["rows"])
+
+
+def save(path: Path, label: str, untrained: bool, opts: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the rows so far (atomically) with their fitted exponents; return what was written."""
+    from alml.io import atomic_write_json
+
+    result = {
+        "label": label, "timing_only": bool(untrained), "options": opts, "rows": rows,
+        "cost_exponent": exponents(rows), "cpus": os.cpu_count(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(path, result)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -153,6 +181,7 @@ def main() -> None:
     ap.add_argument("--pw", action="store_true", help="also time pw.x for sizes <= --pw-max")
     ap.add_argument("--pw-max", type=int, default=32)
     ap.add_argument("--out", type=Path, default=Path("runs/bench_surrogate"))
+    ap.add_argument("--resume", type=Path, default=None, help="a JSON this script wrote: keep its rows, run the rest")
     args = ap.parse_args()
     chunk = None if args.chunk == "none" else ("auto" if args.chunk == "auto" else int(args.chunk))
     opts = dict(untrained=args.untrained, model=str(args.model) if args.model else None, workers=args.workers,
@@ -161,8 +190,12 @@ def main() -> None:
     label = "untrained-timing-only" if args.untrained else args.model.resolve().name
     for n in args.atoms:
         fcc_cell(n)  # fail early on an impossible size
-    rows = []
-    for n in sorted(args.atoms):
+    path = args.out / f"{label}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    rows = resumed_rows(args.resume, opts) if args.resume else []
+    if args.resume:
+        path = args.resume
+    done = {r["atoms"] for r in rows}
+    for n in sorted(set(args.atoms) - done):
         load = os.getloadavg()[0]
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
             row = ex.submit(run_size, n, opts).result()
@@ -172,16 +205,10 @@ def main() -> None:
             if not args.untrained:
                 row["ml_minus_pw_meV_per_atom"] = 1000 * (row["free_energy_eV"] - row["pw_free_energy_eV"]) / n
         rows.append(row)
+        rows.sort(key=lambda r: r["atoms"])
+        save(path, label, args.untrained, opts, rows)
         print({k: row[k] for k in ("atoms", "grid_shape", "wall_s", "timings_s", "peak_rss_mb")}, flush=True)
-    result = {
-        "label": label, "timing_only": bool(args.untrained), "options": opts, "rows": rows,
-        "cost_exponent": exponents(rows), "cpus": os.cpu_count(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    from alml.io import atomic_write_json
-
-    path = args.out / f"{label}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    atomic_write_json(path, result)
+    result = save(path, label, args.untrained, opts, rows)
     print(f"\n{'TIMING ONLY (untrained model): energies are meaningless' if args.untrained else label}; -> {path}")
     print("\n| atoms | grid | descriptors (s) | network (s) | observables (s) | energy (s) | total (s) | "
           "points/s | peak RSS (MB) | pw.x (s) |")
