@@ -4,7 +4,8 @@ Usage:
   .venv/bin/python bench/bench_surrogate.py --model runs/mldft/model [--atoms 32 108 256 1000 4000]
   .venv/bin/python bench/bench_surrogate.py --untrained [--atoms 32] [--workers 2] [--pw]
 
-``--model``: any trained LDOS model folder (its training temperature, ecutrho and descriptors are used).
+``--model``: any trained LDOS model folder (its ecutrho and descriptors are used; the cells are at ``--temperature``,
+298 K by default).
 ``--untrained``: TIMING ONLY — a freshly initialised committee (MALA's Al descriptors, 2J = 10, K = 91; the default
 LdosModelConfig network and members; the default LDOS ladder, 0.05 eV) whose output is pinned near a free-electron
 LDOS so that every stage runs; its energies mean nothing. Grid at ecutrho 160 Ry (alml's default DFT), 298 K.
@@ -91,7 +92,8 @@ def run_size(n: int, args: dict[str, Any]) -> dict[str, Any]:
 
     set_threads(args["threads"])
     model = timing_model(args["members"], args["hidden"]) if args["untrained"] else load_ldos_model(args["model"])
-    cfg = PredictConfig(workers=args["workers"], max_points_per_chunk=args["chunk"], keep_density=False)
+    cfg = PredictConfig(workers=args["workers"], max_points_per_chunk=args["chunk"], keep_density=False,
+                        temperature=args["temperature"])
     with tempfile.TemporaryDirectory(prefix="alml-bench-") as tmp:
         t0 = time.perf_counter()
         pred = predict(fcc_cell(n), model, cfg, out=Path(tmp) if args["write"] else None)
@@ -177,6 +179,8 @@ def main() -> None:
     ap.add_argument("--chunk", default="auto", help="max_points_per_chunk: auto, none or a number")
     ap.add_argument("--members", type=int, default=None, help="--untrained: committee size (default config's)")
     ap.add_argument("--hidden", type=int, nargs="+", default=None, help="--untrained: hidden layer widths")
+    ap.add_argument("--temperature", type=float, default=TEMPERATURE,
+                    help=f"electronic temperature of the cells, K (default {TEMPERATURE:g}: room-temperature Al)")
     ap.add_argument("--write", action="store_true", help="also write the prediction files (timed as io)")
     ap.add_argument("--pw", action="store_true", help="also time pw.x for sizes <= --pw-max")
     ap.add_argument("--pw-max", type=int, default=32)
@@ -186,7 +190,8 @@ def main() -> None:
     chunk = None if args.chunk == "none" else ("auto" if args.chunk == "auto" else int(args.chunk))
     opts = dict(untrained=args.untrained, model=str(args.model) if args.model else None, workers=args.workers,
                 threads=args.threads or args.workers, chunk=chunk, members=args.members,
-                hidden=tuple(args.hidden) if args.hidden else None, write=args.write)
+                hidden=tuple(args.hidden) if args.hidden else None, write=args.write,
+                temperature=args.temperature)
     label = "untrained-timing-only" if args.untrained else args.model.resolve().name
     for n in args.atoms:
         fcc_cell(n)  # fail early on an impossible size
