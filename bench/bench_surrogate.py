@@ -13,7 +13,7 @@ LDOS so that every stage runs; its energies mean nothing. Grid at ecutrho 160 Ry
 density range.
 
 Cells: N = 4k³ atoms is the conventional cube repeated k times (32, 108, 256, 4000), N = k³ the primitive cell
-repeated (1000); a = 4.04 Å. Each size runs in a fresh process (so the peak RSS is that size's own), with
+repeated (1000); a = ``--a0``. Each size runs in a fresh process (so the peak RSS is that size's own), with
 ``--workers`` MPI ranks for the descriptors and ``--threads`` torch threads. ``--pw`` also times pw.x (alml's
 default DFT settings at the model's ecutrho and temperature, Fermi–Dirac, same ranks) for sizes ≤ ``--pw-max``
 atoms, and reports the free-energy difference for a trained model.
@@ -200,10 +200,8 @@ def main() -> None:
     label = "untrained-timing-only" if args.untrained else args.model.resolve().name
     for n in args.atoms:
         fcc_cell(n)  # fail early on an impossible size
-    path = args.out / f"{label}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    path = args.resume or args.out / f"{label}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     rows = resumed_rows(args.resume, opts) if args.resume else []
-    if args.resume:
-        path = args.resume
     done = {r["atoms"] for r in rows}
     for n in sorted(set(args.atoms) - done):
         load = os.getloadavg()[0]
