@@ -3,8 +3,8 @@
 # (bench/build_al_dataset.py, issue #5) and the ML-DFT snapshots (bench/build_ldos_dataset.py, issue #4).
 # Both resume from finished pw.x work under runs/ and commit their data file as they go; a build already
 # running is left alone. Progress: `--status` of each script, or runs/al_dft_v1/build.log, runs/ldos_v1/build.log.
-# The LDOS snapshots (issue #4, first in line) run at nice 10 on 2 MPI ranks; the labels at nice 19 take the
-# cycles left over. Before a session ends: bash bench/pause_builds.sh (pw.x stops cleanly and resumes later).
+# The LDOS snapshots (issue #4) run at nice 10 on 2 MPI ranks; the labels at nice 19 take the cycles left over.
+# The LDOS build finished on 2026-11-22 (15 of 15): started again, it only finds nothing left and exits. Before a session ends: bash bench/pause_builds.sh (pw.x stops cleanly and resumes later).
 #   bash bench/resume_builds.sh            # LDOS: 1 snapshot x 2 ranks; labels: 2 pw.x
 #   AL_WORKERS=1 LDOS_RANKS=1 bash bench/resume_builds.sh
 set -euo pipefail
