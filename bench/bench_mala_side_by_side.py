@@ -13,8 +13,9 @@ alml and a constant rate in MALA, which has no cosine schedule) on the 7 trainin
 points, 3 liquid of 72³: 2.2 M points), tests on the 6 test snapshots, and times prediction of a 32-atom test cell
 (64³) and a 108-atom fcc cell (96³) at 1 and 2 cores. Expected cost on this 2-core machine (estimates from the
 measured per-point rates in examples/ldos_al.yaml and docs/benchmarks.md, not measured end to end): training ~1.3–1.8
-h per code (60 epochs of 2.2 M points at ~20–28 k points/s, ~5x the acceptance config's sampled epochs), testing ~5
-min, prediction ~40 min; memory up to ~4–6 GB while a code holds its training points (3.4 GB in float32); disk ~6.5 GB
+h per code (60 epochs of 2.2 M points at ~20–28 k points/s, ~5x the acceptance config's sampled epochs; the two codes
+train at the same time, one core each, unless ``--sequential``), testing ~5 min, prediction ~40 min; memory up to
+~8–12 GB while both codes hold their training points (3.4 GB each in float32); disk ~6.5 GB
 for ``mala_data/``. A rerun reuses both trained models; ``--epochs``, ``--hidden``, ``--batch-size``, ``--lr`` or
 another ``--config`` change the shared settings (``output_scaling: single`` in the config makes MALA use
 ``standard``). The figures then go to docs/benchmarks.md ("ML-DFT end-to-end prediction time"), from
@@ -32,8 +33,9 @@ Steps (training is reused when its inputs are unchanged; ``--retrain`` starts ov
 1. **Export** every snapshot with :func:`alml.surrogate.mala.export_mala_snapshot` (``.in.npy`` with x, y, z then the
    descriptors, ``.out.npy`` LDOS in 1/(eV·Å³), ``.info.json``, and the snapshot's pw.x output as ``.out``), so
    both codes train and test on identical numbers. Disk: ~0.4 GB per 32-atom snapshot of the real data.
-2. **Train** one alml member (:func:`alml.surrogate.train_ldos_model`, config ``--config``, default
-   examples/ldos_al.yaml, forced to 1 member and *every* grid point, since MALA cannot subsample) and MALA
+2. **Train**, both codes at once when there is a core for each (same load on both): one alml member
+   (:func:`alml.surrogate.train_ldos_model`, config ``--config``, default examples/ldos_al.yaml, forced to 1 member
+   and *every* grid point, since MALA cannot subsample) and MALA
    (``Parameters``, ``DataHandler``, ``Network``, ``Trainer``) with the same layers, activation, epochs, batch size,
    learning rate, plateau schedule, early stopping and validation snapshot; per-feature standardised descriptors in
    both; the LDOS scaling as close as MALA allows (``mala_output_scaling`` in ``mala_side_by_side_logic.py``). Time
@@ -80,12 +82,13 @@ import platform
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mala_side_by_side_data import export_all, ldos_std, snapshot_sets
 from mala_side_by_side_logic import accuracy_note, mae, mala_output_scaling, mala_parameters, markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    choices=["auto", "feature-wise-standard", "standard", "minmax", "feature-wise-minmax"],
                    help="MALA's output_rescaling_type (auto: closest to alml's output_scaling, see the docstring)")
     p.add_argument("--train-threads", type=int, default=1, help="torch threads while training (both codes)")
+    p.add_argument("--sequential", action="store_true", help="train one code after the other (default: both at "
+                   "once when there is a core for each)")
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2], help="cores for the prediction timings")
     p.add_argument("--atoms", type=int, nargs="*", default=[], help="also time fcc supercells of these sizes")
     p.add_argument("--temperature", type=float, default=None, help="K for the fcc cells (default: the timed "
@@ -129,78 +134,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_out = args.data / "side_by_side" if args.tiny else REPO / "runs" / "mala_side_by_side"
     args.out = (args.out or default_out).resolve()
     return args
-
-
-# --- data -------------------------------------------------------------------------------------------
-
-
-def snapshot_sets(args: argparse.Namespace) -> dict[str, list[tuple[str, Path]]]:
-    """(name, folder) of the train, validation (the first one only, as alml validates on one) and test snapshots."""
-    if args.train:
-        from alml.surrogate.jobs import snapshot_dirs
-
-        sets = {"train": snapshot_dirs(args.train), "validation": snapshot_dirs([args.val])[:1],
-                "test": snapshot_dirs(args.test)}
-        return {k: [(d.name, d) for d in v] for k, v in sets.items()}
-    from mldft_acceptance import snapshot_groups
-
-    groups = snapshot_groups(args.data, args.out)
-    tests = [d for dirs in groups["test"].values() for d in dirs]
-    if not tests:
-        raise SystemExit(f"{args.data}: no finished test snapshot yet")
-    val = groups["validation"][0]
-    return {"train": [(d.name, d) for d in groups["train"]], "validation": [(val.name, val)],
-            "test": [(d.name, d) for d in tests]}
-
-
-def pw_output(snapshot: Path) -> Path:
-    """The pw.x SCF output of a snapshot folder (``dft.json``'s work directory), which MALA reads."""
-    dft = snapshot / "dft.json"
-    path = Path(json.loads(dft.read_text())["workdir"]) / "pw.out" if dft.is_file() else None
-    if path is None or not path.is_file():
-        raise SystemExit(f"{snapshot}: no pw.x output found (dft.json's workdir/pw.out): MALA needs it for the "
-                         "temperature, electron count and cell")
-    return path
-
-
-def export_all(sets: dict[str, list[tuple[str, Path]]], folder: Path) -> dict[str, dict[str, Any]]:
-    """Export every snapshot in MALA's layout into ``folder`` (skipped when already exported from the same file);
-    name -> {dir, name, grid, temperature, n_electrons, n_atoms, mala_parameters, descriptors} (what the MALA worker
-    and the configuration need)."""
-    from alml.data.grids import LdosFile
-    from alml.surrogate.mala import export_mala_snapshot
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name, snap in {n: s for v in sets.values() for n, s in v}.items():
-        info_path = folder / f"{name}.info.json"
-        ldos = (snap / "ldos.h5").resolve()
-        fresh = (info_path.is_file() and (folder / f"{name}.out").is_file()
-                 and json.loads(info_path.read_text()).get("source") == str(ldos)
-                 and info_path.stat().st_mtime > ldos.stat().st_mtime)
-        if not fresh:
-            log.info("exporting %s to MALA's layout", name)
-            export_mala_snapshot(snap.resolve(), folder, name, qe_output=pw_output(snap))
-        info = json.loads(info_path.read_text())
-        with LdosFile(snap / "ldos.h5") as f:
-            out[name] = {"dir": str(folder), "name": name, "grid": list(f.shape), "temperature": f.temperature,
-                         "n_electrons": f.n_electrons, "n_atoms": len(f.atoms),
-                         "mala_parameters": info["mala_parameters"], "descriptors": info["descriptors"]}
-    return out
-
-
-def ldos_std(snapshots: list[Path]) -> np.ndarray:
-    """Per-energy std (n_e,) of the LDOS over every grid point of ``snapshots`` (float64 running sums)."""
-    from alml.data.grids import LdosFile
-
-    n, s, ss = 0, 0.0, 0.0
-    for d in snapshots:
-        with LdosFile(d / "ldos.h5") as f:
-            for _, _, slab in f.iter_slabs(max_bytes=64 << 20):
-                y = np.asarray(slab, dtype=np.float64).reshape(-1, slab.shape[-1])
-                n, s, ss = n + len(y), s + y.sum(0), ss + (y**2).sum(0)
-    mean = s / n
-    return np.sqrt(np.maximum(ss / n - mean**2, 0.0))
 
 
 # --- configuration ------------------------------------------------------------------------------------
@@ -232,7 +165,7 @@ def model_config(args: argparse.Namespace) -> Any:
 # --- training ---------------------------------------------------------------------------------------------
 
 
-def train_alml(sets: dict, cfg: Any, out: Path, retrain: bool) -> dict[str, Any]:
+def train_alml(sets: dict, cfg: Any, out: Path, retrain: bool, together: bool = False) -> dict[str, Any]:
     """One alml member on the training snapshots (reused when the folder holds the same config and data)."""
     from alml.nn.training import log_progress, read_history
     from alml.surrogate import train_ldos_model
@@ -270,6 +203,7 @@ def train_alml(sets: dict, cfg: Any, out: Path, retrain: bool) -> dict[str, Any]
         "best_epoch": (int(np.nanargmin([h[cfg.monitor] for h in history])) + 1 if cfg.training.keep == "best"
                        else len(history)),
         "weights": "best validation epoch" if cfg.training.keep == "best" else "last epoch",
+        "trained_beside_mala": together,
     }
     record.write_text(json.dumps(result, indent=1))
     return result
@@ -291,7 +225,8 @@ def _mala_call(args: argparse.Namespace, mode: str, spec: dict[str, Any], nprocs
                     threads=threads, log=args.out / "mala.log", on_line=progress)
 
 
-def train_mala(args: argparse.Namespace, sets: dict, exported: dict, params: dict, seed: int) -> dict[str, Any]:
+def train_mala(args: argparse.Namespace, sets: dict, exported: dict, params: dict, seed: int,
+               together: bool = False) -> dict[str, Any]:
     """MALA on the exported snapshots (reused when the saved run came from the same spec)."""
     run_dir = args.out / "mala" / "run"
     record = args.out / "mala" / "train.json"
@@ -308,9 +243,22 @@ def train_mala(args: argparse.Namespace, sets: dict, exported: dict, params: dic
     result, wall = _mala_call(args, "train", spec, threads=args.train_threads)
     eps = result["epoch_s"]
     result.update(spec=spec, process_s=wall, mean_epoch_s=float(np.mean(eps)) if eps else float("nan"),
-                  weights="last epoch")
+                  weights="last epoch", trained_beside_alml=together)
     record.write_text(json.dumps(result, indent=1))
     return result
+
+
+def train_both(args: argparse.Namespace, sets: dict, exported: dict, cfg: Any,
+               params: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """alml and MALA, at the same time when the machine has a core for each (--train-threads each), so both see the
+    same load; one after the other otherwise. MALA runs in its own process: a thread here only waits on it."""
+    concurrent = not args.sequential and (os.cpu_count() or 1) >= 2 * args.train_threads
+    if not concurrent:
+        return train_alml(sets, cfg, args.out, args.retrain), train_mala(args, sets, exported, params, cfg.seed)
+    log.info("training alml and MALA at the same time, %d thread(s) each", args.train_threads)
+    with ThreadPoolExecutor(1) as pool:  # (if alml fails, MALA still finishes and its run is kept for reuse)
+        mala = pool.submit(train_mala, args, sets, exported, params, cfg.seed, True)
+        return train_alml(sets, cfg, args.out, args.retrain, True), mala.result()
 
 
 # --- test ---------------------------------------------------------------------------------------------------
@@ -473,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     first = exported[sets["train"][0][0]]
     params, notes = mala_parameters(cfg, settings.n_components, len(y_std), first["mala_parameters"], scaling)
     notes = [f"LDOS scaling: MALA `{scaling}` — {why}", *notes]
-    alml_train = train_alml(sets, cfg, args.out, args.retrain)
-    mala_train = train_mala(args, sets, exported, params, cfg.seed)
+    alml_train, mala_train = train_both(args, sets, exported, cfg, params)
     test = test_both(args, sets, exported, Path(alml_train["model"]), args.predict_batch)
     summary = {
         "mae_band_mala": mae(test, "mala_band_mev_per_atom"), "mae_band_alml": mae(test, "alml_band_mev_per_atom"),

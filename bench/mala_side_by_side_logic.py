@@ -76,7 +76,7 @@ def mala_parameters(
         "learning_rate_scheduler": "ReduceLROnPlateau" if t.schedule == "plateau" else None,
         "learning_rate_decay": t.plateau_factor, "learning_rate_patience": t.plateau_patience,
         "early_stopping_epochs": t.patience or 0, "early_stopping_threshold": t.min_delta,
-        "use_shuffling_for_samplers": True, "checkpoints_each_epoch": 0,
+        "use_shuffling_for_samplers": True,
         "validation_metric": "ldos" if cfg.monitor == "val_loss" else "band_energy",
     }
     return sections, notes
@@ -112,7 +112,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"Data: {len(r['snapshots']['train'])} training, 1 validation, {len(r['snapshots']['test'])} test "
         f"snapshots; network {r['network']}; {r['config']['training']['epochs']} epochs max, batch "
         f"{r['config']['batch_size']}, lr {r['config']['training']['lr']:g}; MALA output scaling "
-        f"`{r['mala_output_scaling']}`.", "",
+        f"`{r['mala_output_scaling']}`. Training: "
+        + ("both codes at the same time, each on its own core." if ta.get("trained_beside_mala")
+           and tm.get("trained_beside_alml") else "one code after the other."), "",
         "| code | epochs run | s / epoch (mean) | training s (all) | weights kept |", "|---|---|---|---|---|",
         f"| alml | {ta['epochs']} | {ta['mean_epoch_s']:.2f} (physics validation {ta['physics_validation_s']:.2f}) "
         f"| {ta['train_s']:.1f} | {ta['weights']} (epoch {ta['best_epoch']}) |",

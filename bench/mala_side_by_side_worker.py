@@ -8,7 +8,8 @@ last line of stdout, one JSON object (on rank 0 under MPI). Modes:
 - ``train``: ``Parameters`` / ``DataHandler`` / ``Network`` / ``Trainer`` on the exported training and validation
   snapshots; the run is saved with ``Trainer.save_run`` (with a training snapshot's pw.x output as its calculation
   data, so the electron count per atom travels with the model). Epoch times are taken from the moments MALA prints
-  its ``Epoch k: validation data loss`` lines (stdout is teed with time stamps).
+  its ``Epoch k: validation data loss`` lines (stdout is teed). MALA checkpoints every epoch, and an interrupted
+  training resumes from its last checkpoint when rerun with the same spec.
 - ``test``: ``Tester.load_run`` + the test snapshots, ``Tester.predict_targets`` per snapshot, then MALA's
   self-consistent Fermi level and band energy (``LDOS.get_self_consistent_fermi_energy``, ``get_band_energy``) of the
   predicted and of the true LDOS at the snapshot's exact temperature and electron count (eV, absolute: the caller
@@ -50,17 +51,17 @@ def _patch_plateau() -> None:
 
 
 class _Tee:
-    """stdout that also records (time, line) of every line written."""
+    """stdout that also hands every complete line to ``on_line``."""
 
-    def __init__(self, stream) -> None:
-        self.stream, self.lines, self._buf = stream, [], ""
+    def __init__(self, stream, on_line) -> None:
+        self.stream, self.on_line, self._buf = stream, on_line, ""
 
     def write(self, text: str) -> int:
         self.stream.write(text)
         self._buf += text
         while "\n" in self._buf:
             line, self._buf = self._buf.split("\n", 1)
-            self.lines.append((time.perf_counter(), line))
+            self.on_line(line)
         return len(text)
 
     def flush(self) -> None:
@@ -68,12 +69,11 @@ class _Tee:
 
 
 @contextmanager
-def _teed():
+def _teed(on_line):
     real = sys.stdout
-    tee = _Tee(real)
-    sys.stdout = tee
+    sys.stdout = _Tee(real, on_line)
     try:
-        yield tee
+        yield
     finally:
         sys.stdout = real
 
@@ -96,35 +96,71 @@ def _add(dh, snap: dict, role: str) -> None:
                     calculation_output_file=str(Path(d) / f"{snap['name']}.out"))
 
 
-def train(spec: dict) -> dict:
+def _fresh_trainer(spec: dict, checkpoint: str):
     import mala
-    import torch
 
-    torch.set_num_threads(spec["threads"])
     p = _params(spec)
+    p.running.checkpoints_each_epoch = 1
+    p.running.checkpoint_name, p.running.checkpoint_path = checkpoint, spec["run_dir"]
     dh = mala.DataHandler(p)
     for s in spec["train"]:
         _add(dh, s, "tr")
     for s in spec["validation"]:
         _add(dh, s, "va")
-    t0 = time.perf_counter()
     dh.prepare_data()
-    t_prepare = time.perf_counter() - t0
-    net = mala.Network(p)
-    trainer = mala.Trainer(p, net, dh)
-    with _teed() as tee:
-        t0 = time.perf_counter()
+    return mala.Trainer(p, mala.Network(p), dh)
+
+
+def train(spec: dict) -> dict:
+    """Train, resuming after MALA's last per-epoch checkpoint when one was left by the same spec. Every finished
+    epoch is appended to ``epochs.jsonl`` in the run folder, so its time survives an interruption; an epoch that
+    finished after the last checkpoint runs again on resume, and its later run is kept."""
+    import mala
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    run_dir = Path(spec["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint, record, spec_file = f"{spec['run_name']}_checkpoint", run_dir / "epochs.jsonl", run_dir / "spec.json"
+    resume = (mala.Trainer.run_exists(checkpoint, path=str(run_dir)) and spec_file.is_file()
+              and json.loads(spec_file.read_text()) == spec)
+    if not resume:
+        for old in [record, *run_dir.glob(f"{checkpoint}.*")]:
+            old.unlink(missing_ok=True)
+        spec_file.write_text(json.dumps(spec))
+    segment = sum(1 for line in record.read_text().splitlines() if '"prepare_s"' in line) if resume else 0
+
+    def append(entry: dict) -> None:
+        with record.open("a") as f:
+            f.write(json.dumps({"segment": segment, **entry}) + "\n")
+
+    t0 = time.perf_counter()
+    trainer = (mala.Trainer.load_run(checkpoint, path=str(run_dir))[3] if resume
+               else _fresh_trainer(spec, checkpoint))
+    append({"prepare_s": time.perf_counter() - t0})
+    last = [time.perf_counter()]
+
+    def on_line(line: str) -> None:
+        m = re.match(r"Epoch (\d+): validation data loss", line)
+        if m:
+            now = time.perf_counter()
+            append({"epoch": int(m[1]), "s": now - last[0], "val_loss": float(line.rsplit(":", 1)[1])})
+            last[0] = now
+
+    with _teed(on_line):
         trainer.train_network()
-        t_train = time.perf_counter() - t0
-    epochs = [(t, line) for t, line in tee.lines if re.match(r"Epoch \d+: validation data loss", line)]
-    stamps = [t0] + [t for t, _ in epochs]
-    losses = [float(line.rsplit(":", 1)[1]) for _, line in epochs]
     trainer.save_run(spec["run_name"], path=spec["run_dir"],
                      additional_calculation_data=str(Path(spec["train"][0]["dir"]) / f"{spec['train'][0]['name']}.out"))
+    entries = [json.loads(line) for line in record.read_text().splitlines()]
+    epochs = {e["epoch"]: e for e in entries if "epoch" in e}  # (a repeated epoch: the later run wins)
+    for old in run_dir.glob(f"{checkpoint}.*"):
+        old.unlink()
     return {
-        "prepare_s": t_prepare, "train_s": t_train, "epochs": len(epochs),
-        "epoch_s": [b - a for a, b in zip(stamps[:-1], stamps[1:])], "val_loss": losses,
-        "final_validation_loss": float(trainer.final_validation_loss),
+        "prepare_s": sum(e["prepare_s"] for e in entries if "prepare_s" in e),
+        "train_s": sum(e["s"] for e in entries if "epoch" in e), "epochs": len(epochs),
+        "epoch_s": [epochs[k]["s"] for k in sorted(epochs)],
+        "val_loss": [epochs[k]["val_loss"] for k in sorted(epochs)],
+        "resumed": segment, "final_validation_loss": float(trainer.final_validation_loss),
         "mala": mala.__version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
 
@@ -196,7 +232,8 @@ def predict(spec: dict) -> dict:
     params.running.mini_batch_size = min(spec["batch_size"], points if not use_mpi else points // (2 * spec["nprocs"]))
     atoms = read(spec["structure"])
     t_load = time.perf_counter() - t_start
-    with _teed() as tee:
+    lines: list[str] = []
+    with _teed(lines.append):
         t0 = time.perf_counter()
         ldos = predictor.predict_for_atoms(atoms, gather_ldos=False, temperature=spec["temperature"])
         t1 = time.perf_counter()
@@ -207,7 +244,7 @@ def predict(spec: dict) -> dict:
 
     def printed(what: str) -> float:
         pattern = re.compile(rf"Time for {what}: ([0-9.eE+-]+)s")
-        hits = [float(m.group(1)) for _, line in tee.lines if (m := pattern.search(line))]
+        hits = [float(m.group(1)) for line in lines if (m := pattern.search(line))]
         return hits[-1] if hits else float("nan")
 
     if get_rank() != 0:
