@@ -14,10 +14,11 @@ points, 3 liquid of 72³: 2.2 M points), tests on the 6 test snapshots, and time
 (64³) and a 108-atom fcc cell (96³) at 1 and 2 cores. Expected cost on this 2-core machine (estimates from the
 measured per-point rates, except training): training 53 min (alml) and 62 min (MALA), measured on 2026-11-22 with
 both at the same time, one core each (60 epochs of 2.2 M points, ~5x the acceptance config's sampled epochs;
-``--sequential`` trains one after the other), testing ~5 min, prediction ~40 min; memory up to
+``--sequential`` trains one after the other), testing 3 min and prediction 12 min (measured); memory up to
 ~8–12 GB while both codes hold their training points (3.4 GB each in float32); disk ~6.5 GB
-for ``mala_data/``. A rerun reuses both trained models; ``--epochs``, ``--hidden``, ``--batch-size``, ``--lr`` or
-another ``--config`` change the shared settings (``output_scaling: single`` in the config makes MALA use
+for ``mala_data/``. A rerun reuses both trained models; ``--epochs``, ``--hidden``, ``--batch-size``, ``--lr``,
+``--schedule``, ``--plateau-patience`` or another ``--config`` change the shared settings (``--cores`` with no
+value skips the prediction timings, e.g. for a second training set-up in its own ``--out``) (``output_scaling: single`` in the config makes MALA use
 ``standard``). The figures then go to docs/benchmarks.md ("ML-DFT end-to-end prediction time"), from
 ``side_by_side.md``.
 
@@ -113,13 +114,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override the epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the training batch size")
     p.add_argument("--lr", type=float, default=None, help="override the learning rate")
+    p.add_argument("--schedule", choices=["plateau", "constant", "cosine"], default=None,
+                   help="override the learning-rate schedule (plateau and constant exist in both codes)")
+    p.add_argument("--plateau-patience", type=int, default=None, help="override the plateau schedule's patience")
     p.add_argument("--mala-output-scaling", default="auto",
                    choices=["auto", "feature-wise-standard", "standard", "minmax", "feature-wise-minmax"],
                    help="MALA's output_rescaling_type (auto: closest to alml's output_scaling, see the docstring)")
     p.add_argument("--train-threads", type=int, default=1, help="torch threads while training (both codes)")
     p.add_argument("--sequential", action="store_true", help="train one code after the other (default: both at "
                    "once when there is a core for each)")
-    p.add_argument("--cores", type=int, nargs="+", default=[1, 2], help="cores for the prediction timings")
+    p.add_argument("--cores", type=int, nargs="*", default=[1, 2],
+                   help="cores for the prediction timings (none: skip them, e.g. for a second training setup)")
     p.add_argument("--atoms", type=int, nargs="*", default=[], help="also time fcc supercells of these sizes")
     p.add_argument("--temperature", type=float, default=None, help="K for the fcc cells (default: the timed "
                    "test snapshot's)")
@@ -156,6 +161,10 @@ def model_config(args: argparse.Namespace) -> Any:
         training["epochs"] = args.epochs
     if args.lr:
         training["lr"] = args.lr
+    if args.schedule:
+        training["schedule"] = args.schedule
+    if args.plateau_patience is not None:
+        training["plateau_patience"] = args.plateau_patience
     overrides["training"] = training
     for key, value in overrides.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) else value

@@ -105,13 +105,20 @@ def _f(v: Any, fmt: str = "+.3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
 
+def _schedule(t: dict[str, Any]) -> str:
+    if t["schedule"] == "plateau":
+        return f"plateau schedule: x{t['plateau_factor']:g} after {t['plateau_patience']} epochs without improvement"
+    return f"{t['schedule']} schedule"
+
+
 def markdown(r: dict[str, Any]) -> str:
     ta, tm = r["training"]["alml"], r["training"]["mala"]
     lines = [
         "# alml vs MALA 1.4 side by side", "",
         f"Data: {len(r['snapshots']['train'])} training, 1 validation, {len(r['snapshots']['test'])} test "
         f"snapshots; network {r['network']}; {r['config']['training']['epochs']} epochs max, batch "
-        f"{r['config']['batch_size']}, lr {r['config']['training']['lr']:g}; MALA output scaling "
+        f"{r['config']['batch_size']}, lr {r['config']['training']['lr']:g} ({_schedule(r['config']['training'])}); "
+        f"MALA output scaling "
         f"`{r['mala_output_scaling']}`. Training: "
         + ("both codes at the same time, each on its own core." if ta.get("trained_beside_mala")
            and tm.get("trained_beside_alml") else "one code after the other."), "",
