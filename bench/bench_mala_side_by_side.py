@@ -17,10 +17,10 @@ both at the same time, one core each (60 epochs of 2.2 M points, ~5x the accepta
 ``--sequential`` trains one after the other), testing 3 min and prediction 12 min (measured); memory up to
 ~8–12 GB while both codes hold their training points (3.4 GB each in float32); disk ~6.5 GB
 for ``mala_data/``. A rerun reuses both trained models; ``--epochs``, ``--hidden``, ``--batch-size``, ``--lr``,
-``--schedule``, ``--plateau-patience`` or another ``--config`` change the shared settings (``--cores`` with no
-value skips the prediction timings, e.g. for a second training set-up in its own ``--out``) (``output_scaling: single`` in the config makes MALA use
-``standard``). The figures then go to docs/benchmarks.md ("ML-DFT end-to-end prediction time"), from
-``side_by_side.md``.
+``--schedule``, ``--plateau-patience`` or another ``--config`` change the shared settings (``output_scaling:
+single`` in the config makes MALA use ``standard``); ``--cores`` with no value skips the prediction timings, e.g.
+for a second training set-up in its own ``--out``. The figures then go to docs/benchmarks.md ("Side by side with
+MALA 1.4"), from ``side_by_side.md``.
 
 Data: the builder's manifest ``<data>/dataset.json`` (default ``runs/ldos_v1``; its train, validation and test
 splits), or explicit snapshot folders ``--train GLOB... --val DIR --test GLOB...``. MALA is never an alml
