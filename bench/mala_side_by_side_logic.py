@@ -118,8 +118,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"Data: {len(r['snapshots']['train'])} training, 1 validation, {len(r['snapshots']['test'])} test "
         f"snapshots; network {r['network']}; {r['config']['training']['epochs']} epochs max, batch "
         f"{r['config']['batch_size']}, lr {r['config']['training']['lr']:g} ({_schedule(r['config']['training'])}); "
-        f"MALA output scaling "
-        f"`{r['mala_output_scaling']}`. Training: "
+        f"MALA output scaling `{r['mala_output_scaling']}`. Training: "
         + ("both codes at the same time, each on its own core." if ta.get("trained_beside_mala")
            and tm.get("trained_beside_alml") else "one code after the other."), "",
         "| code | epochs run | s / epoch (mean) | training s (all) | weights kept |", "|---|---|---|---|---|",
