@@ -286,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("settings %s; %d labelled, %d to do (%d failed before)", sh, len(done), len(pending), len(failed))
     executor = ExecutorConfig(workers=args.workers, cores=args.workers * args.ranks, retries=0)
     for k in range(0, len(pending), args.chunk):
-        chunk = pending[k : k + args.chunk]
+        # largest cells first (pw.x cost grows with the atom count): the chunk ends when its last job does, so
+        # starting the long ones first keeps both workers busy to the end instead of one idling behind a straggler
+        chunk = sorted(pending[k : k + args.chunk], key=len, reverse=True)
         t0 = time.perf_counter()
         outcomes = label_structures(chunk, s, PwProfile(timeout=args.timeout), root / "pw", store, executor,
                                     source="al_dft_v1", generation=0, progress=True)
