@@ -11,11 +11,11 @@ grid points/s at 1 and 2 cores, with both codes' test errors next to their throu
 That trains both codes with examples/ldos_al.yaml ((400, 400) ReLU, 60 epochs, batch 1024, lr 1e-3, cosine schedule in
 alml and a constant rate in MALA, which has no cosine schedule) on the 7 training snapshots (4 solid cells of 64³
 points, 3 liquid of 72³: 2.2 M points), tests on the 6 test snapshots, and times prediction of a 32-atom test cell
-(64³) and a 108-atom fcc cell (96³) at 1 and 2 cores. Expected cost on this 2-core machine (estimates from the
-measured per-point rates, except training): training 53 min (alml) and 62 min (MALA), measured on 2026-11-22 with
-both at the same time, one core each (60 epochs of 2.2 M points, ~5x the acceptance config's sampled epochs;
-``--sequential`` trains one after the other), testing 3 min and prediction 12 min (measured); memory up to
-~8–12 GB while both codes hold their training points (3.4 GB each in float32); disk ~6.5 GB
+(64³) and a 108-atom fcc cell (96³) at 1 and 2 cores. Cost on this 2-core machine, measured on 2026-11-22:
+training 53 min (alml) and 62 min (MALA) with both at the same time, one core each (60 epochs of 2.2 M points, ~5x
+the acceptance config's sampled epochs; ``--sequential`` trains one after the other), testing 3 min, prediction
+12 min; memory (estimated, not measured) up to ~8–12 GB while both codes hold their training points (3.4 GB each
+in float32); disk ~6.5 GB
 for ``mala_data/``. A rerun reuses both trained models; ``--epochs``, ``--hidden``, ``--batch-size``, ``--lr``,
 ``--schedule``, ``--plateau-patience`` or another ``--config`` change the shared settings (``output_scaling:
 single`` in the config makes MALA use ``standard``); ``--cores`` with no value skips the prediction timings, e.g.

@@ -108,6 +108,8 @@ def _f(v: Any, fmt: str = "+.3f") -> str:
 def _schedule(t: dict[str, Any]) -> str:
     if t["schedule"] == "plateau":
         return f"plateau schedule: x{t['plateau_factor']:g} after {t['plateau_patience']} epochs without improvement"
+    if t["schedule"] == "cosine":
+        return "cosine schedule in alml; MALA, which has none, at a constant rate"
     return f"{t['schedule']} schedule"
 
 
