@@ -6,6 +6,7 @@ correction). Norm-conserving keeps the LDOS → density → total-energy route f
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from alml.io import sha256_file
+from alml.io import sha256_file, sha256_json
 from alml.runtime import alml_home
 
 #: element -> (ld1.x input shipped in alml/dft/pseudos, UPF file it writes)
@@ -75,4 +76,25 @@ def pseudopotential(element: str, overrides: dict[str, str] | None = None) -> Pa
 
 
 def checksum(path: Path) -> str:
+    """Identity of a pseudopotential, as it enters settings hashes and provenance.
+
+    Any file of the user's: the sha256 of its bytes. A built-in one: the sha256 of its recipe, the packaged ld1.x
+    input and the generator line (code and version) ld1.x wrote into the UPF. The bytes of a generated UPF are not
+    stable: ld1.x stamps the generation date into the file and its last digits vary with the machine (a regenerated
+    Al UPF moved a 4-atom cell's free energy by 1e-6 eV/atom and its forces by 5e-9 eV/Å). Hashed as bytes, every
+    reinstall would rename every finished DFT job and orphan its labels.
+    """
+    path = Path(path)
+    for inp_name, upf_name in BUILTIN.values():
+        if path.name == upf_name and path.resolve().parent == pseudo_dir().resolve():
+            recipe = resources.files("alml.dft").joinpath("pseudos", inp_name).read_text()
+            return sha256_json({"ld1_input": recipe, "generated": _generator(path)})
     return sha256_file(path)
+
+
+def _generator(upf: Path) -> str:
+    """The ``generated="..."`` attribute of a UPF v2 header (code and version), whitespace-normalised."""
+    m = re.search(r'generated="([^"]*)"', upf.read_text(errors="replace"))
+    if m is None:
+        raise PseudoError(f"{upf} has no 'generated' attribute in its header: delete it and let alml regenerate it")
+    return " ".join(m.group(1).split())
