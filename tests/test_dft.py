@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -104,6 +105,35 @@ def test_timeout_is_reported(fast_dft, tmp_path):
     with pytest.raises(DFTTimeoutError, match="timeout"):
         label(bulk("Al", "fcc", a=4.0), fast_dft.model_copy(update={"kspacing": 0.1}),
               PwProfile(timeout=0.2), tmp_path)
+
+
+def test_builtin_pseudopotential_identity_survives_regeneration(tmp_path, monkeypatch):
+    """A regenerated built-in UPF (other day, other machine: new date stamp, different last digits) keeps its
+    identity, so finished DFT jobs keep their names; a new ld1.x version or a user's edited file does not."""
+    from alml.dft.pseudo import BUILTIN, checksum, pseudopotential
+    from alml.dft.tasks import settings_hash
+
+    text = pseudopotential("Al").read_text()  # the shared test home's generated file
+    before = settings_hash(DFTSettings())
+    monkeypatch.setenv("ALML_HOME", str(tmp_path / "home"))
+    upf = tmp_path / "home" / "pseudo" / BUILTIN["Al"][1]
+    upf.parent.mkdir(parents=True)
+    upf.write_text(text)
+    assert settings_hash(DFTSettings()) == before
+    date = re.search(r'date="([^"]*)"', text).group(1)
+    digits = re.search(r"\d\.\d{10,}E[+-]\d\d", text.split("<PP_MESH")[1]).group(0)
+    regenerated = text.replace(date, "01Jan1999").replace(digits, digits[:-5] + "9" + digits[-4:], 1)
+    assert regenerated != text
+    upf.write_text(regenerated)
+    assert settings_hash(DFTSettings()) == before
+    upf.write_text(text.replace("v.6.7", "v.7.9"))  # another ld1.x: another pseudopotential
+    assert settings_hash(DFTSettings()) != before
+    mine = tmp_path / "mine.UPF"
+    mine.write_text(text)
+    s = DFTSettings(pseudopotentials={"Al": str(mine)})
+    h = settings_hash(s)
+    mine.write_text(regenerated)  # a user's file is hashed as bytes
+    assert settings_hash(s) != h and checksum(mine) != checksum(upf)
 
 
 def test_bad_inputs_give_clear_errors(fast_dft, tmp_path):
