@@ -24,7 +24,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,18 +33,10 @@ from ase.build import bulk  # noqa: E402
 
 
 def _pw_times(text: str, program: str) -> tuple[float, float]:
-    """(CPU, WALL) seconds of QE's final timing line, e.g. ``POST-PROC : 4m59.69s CPU 5m11.56s WALL``."""
-    m = re.search(rf"{program}\s*:\s*(.*?)CPU\s+(.*?)WALL", text)
-    if m is None:
-        return float("nan"), float("nan")
+    """(CPU, WALL) seconds of QE's final timing line, e.g. ``POST-PROC : 4m59.69s CPU 5m11.56s WALL``; NaN if absent."""
+    from alml.dft.parse import qe_times
 
-    def sec(s: str) -> float:
-        total = 0.0
-        for value, unit in re.findall(r"([\d.]+)([hms])", s.replace(" ", "")):
-            total += float(value) * {"h": 3600, "m": 60, "s": 1}[unit]
-        return total
-
-    return sec(m.group(1)), sec(m.group(2))
+    return qe_times(text, program) or (float("nan"), float("nan"))
 
 
 def main() -> None:

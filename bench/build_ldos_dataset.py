@@ -261,21 +261,11 @@ def condition_batches(snapshots: list[Atoms], size: int) -> list[list[Atoms]]:
     return batches
 
 
-def qe_duration(text: str) -> float:
-    """Seconds of a QE duration: ``8.51s``, ``15m 8.51s``, ``1h12m`` (QE drops the seconds past an hour)."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    parts = re.findall(r"([\d.]+)\s*([hms])", text)
-    if not parts:
-        raise ValueError(f"not a QE duration: {text!r}")
-    return sum(float(v) * units[u] for v, u in parts)
-
-
 def _times(path: Path, program: str) -> tuple[float, float] | None:
-    """(CPU, wall) seconds QE printed at the end of ``path`` (``PWSCF :`` / ``POST-PROC :`` line), None if absent."""
-    if not path.is_file():
-        return None
-    m = re.findall(rf"{program}\s*:\s*(.*?)CPU\s+(.*?)\s*WALL", path.read_text(errors="replace"))
-    return (qe_duration(m[-1][0]), qe_duration(m[-1][1])) if m else None
+    """(CPU, wall) seconds QE printed at the end of ``path``, None if the file or the line is absent."""
+    from alml.dft.parse import qe_times
+
+    return qe_times(path.read_text(errors="replace"), program) if path.is_file() else None
 
 
 def _wall(path: Path, program: str) -> float | None:

@@ -262,3 +262,8 @@ def test_pw_timing_lines_parse_to_seconds():
     assert parse_cpu_time("     PWSCF        :     15.32s CPU     20.10s WALL\n") == pytest.approx(15.32)
     assert parse_wall_time("     PWSCF        :   7m34.32s CPU   1h17m WALL\n") == pytest.approx(4620.0)
     assert parse_cpu_time("no timing line") is None and parse_wall_time("") is None
+    from alml.dft.parse import qe_times
+
+    resumed = "PWSCF        :   1m 2.00s CPU   1m 5.00s WALL\n...\nPWSCF        :   2m 0.50s CPU   2m 3.00s WALL\n"
+    assert qe_times(resumed) == pytest.approx((120.5, 123.0))  # the closing line: the last one
+    assert qe_times("     POST-PROC :   4m59.69s CPU   5m11.56s WALL\n", "POST-PROC") == pytest.approx((299.69, 311.56))

@@ -135,21 +135,25 @@ def parse_pw_output(text: str, n_atoms: int) -> PwOutput:
     )
 
 
+def qe_times(text: str, program: str = "PWSCF") -> tuple[float, float] | None:
+    """(CPU, wall) seconds of the last closing timing line of a QE program's output, e.g.
+    ``PWSCF : 5m50.95s CPU 58m21.92s WALL`` or ``POST-PROC : ...``; None if there is none (unfinished run)."""
+    found = re.findall(rf"{program}\s*:\s*(.*?)CPU\s+(.*?)\s*WALL", text)
+    return (_parse_qe_time(found[-1][0]), _parse_qe_time(found[-1][1])) if found else None
+
+
 def parse_wall_time(text: str) -> float | None:
-    """pw.x's total wall time in seconds (its closing ``PWSCF : ... CPU ... WALL`` line), or None."""
-    m = re.search(r"PWSCF\s+:.*CPU\s+(.*)WALL", text)
-    return _parse_qe_time(m.group(1)) if m else None
+    """pw.x's total wall time in seconds, or None."""
+    times = qe_times(text)
+    return times[1] if times else None
 
 
 def parse_cpu_time(text: str) -> float | None:
-    """pw.x's total CPU time in seconds (its closing ``PWSCF : ... CPU ... WALL`` line; one process), or None."""
-    m = re.search(r"PWSCF\s+:(.*)CPU", text)
-    return _parse_qe_time(m.group(1)) if m else None
+    """pw.x's total CPU time in seconds (one process), or None."""
+    times = qe_times(text)
+    return times[0] if times else None
 
 
 def _parse_qe_time(s: str) -> float:
-    """'1m 2.34s' / '1h 2m' / '3.51s' -> seconds."""
-    total = 0.0
-    for val, unit in re.findall(r"([\d.]+)\s*([hms])", s):
-        total += float(val) * {"h": 3600, "m": 60, "s": 1}[unit]
-    return total
+    """'1m 2.34s' / '1h 2m' / '3.51s' -> seconds (QE drops the seconds past an hour)."""
+    return sum(float(val) * {"h": 3600, "m": 60, "s": 1}[unit] for val, unit in re.findall(r"([\d.]+)\s*([hms])", s))
