@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                and (args.retry_failed or a.info["candidate"] not in failed)]
     if args.limit is not None:
         pending = pending[: args.limit]
-    log.info("settings %s; %d labelled, %d to do (%d failed before)", sh, len(done), len(pending), len(failed))
+    log.info("settings %s; %d labelled, %d to do (%d failed before)", sh, len(frames), len(pending), len(failed))
     executor = ExecutorConfig(workers=args.workers, cores=args.workers * args.ranks, retries=0)
     for k in range(0, len(pending), args.chunk):
         # largest cells first (pw.x cost grows with the atom count): the chunk ends when its last job does, so
