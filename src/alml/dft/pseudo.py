@@ -80,9 +80,9 @@ def checksum(path: Path) -> str:
 
     Any file of the user's: the sha256 of its bytes. A built-in one: the sha256 of its recipe, the packaged ld1.x
     input and the generator line (code and version) ld1.x wrote into the UPF. The bytes of a generated UPF are not
-    stable: ld1.x stamps the generation date into the file and its last digits vary with the machine (a regenerated
-    Al UPF moved a 4-atom cell's free energy by 1e-6 eV/atom and its forces by 5e-9 eV/Å). Hashed as bytes, every
-    reinstall would rename every finished DFT job and orphan its labels.
+    stable: ld1.x stamps the generation date into the file, and on a fresh machine the file differed beyond the date
+    too (no date reproduced the old checksum), while the physics did not (a 4-atom cell's free energy moved by
+    1e-6 eV/atom, its forces by 5e-9 eV/Å). Hashed as bytes, every reinstall renamed every finished DFT job.
     """
     path = Path(path)
     for inp_name, upf_name in BUILTIN.values():
