@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     # the near-equilibrium subset: test frames within --near eV/atom of the QE fcc E(V) minimum
     e_fcc = min(a.get_potential_energy(force_consistent=True) / len(a) for a in frames
                 if a.info.get("category") == "fcc-eos")
-    near = np.array([pred.energy_ref[i] - e_fcc <= args.near for i in range(len(test))])
+    near = pred.energy_ref - e_fcc <= args.near
     sub = {"max_excess_ev_per_atom": args.near, "n": int(near.sum()),
            "e_rmse": 1e3 * float(np.sqrt(np.mean(err[near] ** 2))) if near.any() else float("nan")}
     if per_struct_frmse is not None and near.any():
