@@ -148,18 +148,17 @@ def export(store, cands: list[Atoms], sh: str, out: Path) -> list[Atoms]:  # noq
     for a in store.select(settings_hash=sh):
         rows[a.info["structure_hash"]] = a
     order = {structure_hash(a): k for k, a in enumerate(cands)}
+    retired = sorted(h for h in rows if h not in by_hash)
+    if retired:  # labels of structures this build no longer has (e.g. the unrelaxed interstitials): store only
+        log.info("%d stored labels are not candidates of this build; not exported", len(retired))
     frames = []
-    for h in sorted(rows, key=lambda h: order.get(h, len(order))):
+    for h in sorted((h for h in rows if h in by_hash), key=order.__getitem__):
         a = rows[h]
-        c = by_hash.get(h)
+        c = by_hash[h]
         info = {k: a.info[k] for k in ("source", "settings_hash", "structure_hash", "dft_job", "fermi_level")
                 if k in a.info}
-        if c is not None:
-            info.update(candidate=c.info["candidate"], category=c.info["category"], source=c.info["source"])
-        else:  # imported earlier, candidate not in this build: keep what the row says
-            info.update({k: a.info[k] for k in ("candidate", "category") if k in a.info})
-        if info.get("candidate") in splits:
-            info["split"] = splits[info["candidate"]]
+        info.update(candidate=c.info["candidate"], category=c.info["category"], source=c.info["source"],
+                    split=splits[c.info["candidate"]])
         info.update(dft_ecutwfc=s.ecutwfc, dft_kspacing=s.kspacing, dft_smearing=s.smearing, dft_degauss_ry=s.degauss)
         a.info = info
         frames.append(a)
@@ -265,19 +264,18 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("imported %d labelled structures from %s", new, args.out)
     failed_path = root / "failed.json"
     failed: dict = json.loads(failed_path.read_text()) if failed_path.is_file() else {}
-    frames = export(store, cands, sh, args.out) if not args.status else list(store.select(settings_hash=sh))
     if args.status:
         hashes = {structure_hash(a): a for a in cands}
+        frames = [a for a in store.select(settings_hash=sh) if a.info.get("structure_hash") in hashes]
         for a in frames:
-            c = hashes.get(a.info.get("structure_hash"))
-            if c is not None:
-                a.info["category"] = c.info["category"]
+            a.info["category"] = hashes[a.info["structure_hash"]].info["category"]
         print(status(frames, cands, failed))
         print(cpu_cost(root, cands, frames))
         eos = qe_eos(frames, root)
         if eos:
             print(f"QE fcc E(V): a0 = {eos['a0_A']:.4f} Å, B = {eos['B_GPa']:.1f} GPa")
         return 0
+    frames = export(store, cands, sh, args.out)
     done = {a.info["structure_hash"] for a in frames} | {a.info.get("candidate") for a in frames}
     pending = [a for a in interleave(cands) if structure_hash(a) not in done and a.info["candidate"] not in done
                and (args.retry_failed or a.info["candidate"] not in failed)]

@@ -206,6 +206,38 @@ def test_dataset_builder_static_part_is_seeded_and_sized():
     assert len({x.info["category"] for x in order[9:17]}) == 7  # round-robin over the other categories
 
 
+def test_eam_relaxed_interstitial_reaches_a_minimum():
+    """The relaxed interstitial sits at a force-free point of the EAM, far below the unrelaxed site, and the
+    dataset's interstitials (relaxed, then rattled) stay within the energy range of the melt (< 0.5 eV/atom
+    above fcc under the same EAM)."""
+    from ase.calculators.lammpslib import LAMMPSlib
+
+    cell = st.supercell(st.bulk("Al", "fcc", a=db.A0, cubic=True), (2, 1, 1))
+    start = st.rattle(st.interstitial(cell, "tetrahedral", seed=1), 0.02, seed=2)
+    relaxed = db.eam_relaxed(start, fmax=1e-3)
+    calc = LAMMPSlib(lmpcmds=db.eam_commands(), atom_types={"Al": 1}, log_file=None, keep_alive=True,
+                     lammps_header=["units metal", "atom_style atomic", "atom_modify map array sort 0 0"])
+    try:
+        energies = {}
+        for name, a in (("fcc", cell), ("start", start), ("relaxed", relaxed)):
+            a = a.copy()
+            a.calc = calc
+            energies[name] = a.get_potential_energy() / len(a)
+            if name == "relaxed":
+                assert np.abs(a.get_forces()).max() < 1.5e-3
+        above = []
+        for a in db.interstitials(0):
+            a = a.copy()
+            a.calc = calc
+            above.append(a.get_potential_energy() / len(a) - energies["fcc"])
+    finally:
+        calc.clean()
+    assert np.allclose(relaxed.cell, start.cell) and "eam_relaxed" in relaxed.info["source"]
+    assert (energies["start"] - energies["fcc"]) * 9 > 15.0  # tetrahedral site: ~20 eV unrelaxed
+    assert 2.0 < (energies["relaxed"] - energies["fcc"]) * 9 < 5.0  # formation energy of the relaxed defect
+    assert len(above) == 10 and 0.1 < min(above) and max(above) < 0.5
+
+
 def test_eam_snapshots_are_deterministic(tmp_path):
     from alml.structures import structure_hash
 
