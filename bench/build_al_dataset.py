@@ -218,10 +218,17 @@ def cpu_cost(root: Path, cands: list[Atoms], frames: list[Atoms]) -> str:
 
 
 def status(frames: list[Atoms], cands: list[Atoms], failed: dict) -> str:
-    have = collections.Counter(a.info.get("category", "?") for a in frames)
+    """Labelled / planned per category, with the span of the labels' free energy per atom above the lowest."""
+    per_atom: dict[str, list[float]] = collections.defaultdict(list)
+    for a in frames:
+        per_atom[a.info.get("category", "?")].append(a.get_potential_energy(force_consistent=True) / len(a))
+    e_min = min((min(v) for v in per_atom.values()), default=0.0)
     total = collections.Counter(a.info["category"] for a in cands)
-    lines = [f"{len(frames)} of {len(cands)} labelled ({len(failed)} failed)"]
-    lines += [f"  {c:13s} {have.get(c, 0):4d} / {n}" for c, n in total.items()]
+    lines = [f"{len(frames)} of {len(cands)} labelled ({len(failed)} failed); E/N above the lowest label (eV/atom)"]
+    for c, n in total.items():
+        e = per_atom.get(c, [])
+        span = f"{min(e) - e_min:6.3f} - {max(e) - e_min:.3f}" if e else ""
+        lines.append(f"  {c:13s} {len(e):4d} / {n:<4d} {span}")
     return "\n".join(lines)
 
 
