@@ -20,7 +20,9 @@ What it does:
    ``fcc-eos`` first, then round-robin over categories, smallest cells first;
 4. after each chunk writes ``data/al_dft_v1.extxyz`` (atomically; labels, ``candidate``, ``category``,
    ``split`` (a fixed held-out test set, 20 % per category: ``dataset_builder.assign_splits``), ``source``,
-   DFT settings in ``info``) and, with ``--commit``, commits that one file;
+   DFT settings in ``info``) and, with ``--commit``, commits that one file. Labels whose structure is no longer a
+   candidate (the unrelaxed interstitials, retired to ``data/al_dft_v1_unrelaxed_interstitials.extxyz``) stay in
+   the store and are not exported;
 5. once >= 5 ``fcc-eos`` points are labelled, fits QE's E(V) (same settings as every label) and writes
    ``runs/al_dft_v1/qe_eos.json``.
 
