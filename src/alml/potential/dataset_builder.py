@@ -129,7 +129,7 @@ def interstitials(seed: int) -> list[Atoms]:
     """Self-interstitials in 8- and 16-atom fcc cells (9 and 17 atoms), started at the octahedral and the
     tetrahedral site, nudged 0.02 Å, relaxed at fixed cell under the wheel's EAM (:func:`eam_relaxed`), then
     rattled: 0.04/0.08 Å (9 atoms) and 0.03/0.06/0.09 Å (17 atoms). 10 structures, 0.15-0.45 eV/atom above fcc
-    under the EAM (the relaxed defect costs 2.8-3.3 eV; in 9 atoms its images crowd it).
+    under the EAM (the relaxed defect costs 2.8-3.3 eV; in 9 atoms its images crowd it), 0.22-0.57 in QE.
 
     Unrelaxed sites (1.75 Å from the nearest atoms at the tetrahedral site) lie 0.6-4 eV/atom above fcc,
     far outside what MD of the solid or the melt visits; the first labels of this category were such
