@@ -108,29 +108,23 @@ def main(argv: list[str] | None = None) -> int:
     rho, p_rho = spearman(pred.energy_std, np.abs(err))
     # per-category energy and force errors
     cats = [str(a.info.get("category", "?")) for a in test]
-    n_atoms = [len(a) for a in test]
-    by_cat: dict[str, dict] = {}
-    f_off = np.cumsum([0, *n_atoms])
-    fr, fp = pred.forces_ref.reshape(-1, 3), pred.forces_pred.reshape(-1, 3)
-    per_struct_frmse = np.array([np.sqrt(np.mean((fp[f_off[i]:f_off[i + 1]] - fr[f_off[i]:f_off[i + 1]]) ** 2))
-                                 for i in range(len(test))]) if len(fr) == f_off[-1] else None
+    per_struct_frmse = pred.force_rmse_per_structure()
+
+    def rmse(idx: list[int] | np.ndarray) -> dict[str, float]:
+        e, f = pred.rmse(idx)
+        return {"e_rmse_mev": 1e3 * e, "f_rmse": f}
+
+    by_cat = {}
     for c in sorted(set(cats)):
         idx = [i for i, ci in enumerate(cats) if ci == c]
-        row = {"n": len(idx), "e_rmse_mev": 1e3 * float(np.sqrt(np.mean(err[idx] ** 2)))}
-        if per_struct_frmse is not None:
-            w = np.array([n_atoms[i] for i in idx], dtype=float)
-            row["f_rmse"] = float(np.sqrt(np.sum(w * per_struct_frmse[idx] ** 2) / w.sum()))
-        by_cat[c] = row
+        by_cat[c] = {"n": len(idx), **rmse(idx)}
 
     # the near-equilibrium subset: test frames within --near eV/atom of the QE fcc E(V) minimum
     e_fcc = min(a.get_potential_energy(force_consistent=True) / len(a) for a in frames
                 if a.info.get("category") == "fcc-eos")
-    near = pred.energy_ref - e_fcc <= args.near
-    sub = {"max_excess_ev_per_atom": args.near, "n": int(near.sum()),
-           "e_rmse": 1e3 * float(np.sqrt(np.mean(err[near] ** 2))) if near.any() else float("nan")}
-    if per_struct_frmse is not None and near.any():
-        w = np.array(n_atoms, dtype=float)[near]
-        sub["f_rmse"] = float(np.sqrt(np.sum(w * per_struct_frmse[near] ** 2) / w.sum()))
+    near = np.flatnonzero(pred.energy_ref - e_fcc <= args.near)
+    e_near, f_near = pred.rmse(near)
+    sub = {"max_excess_ev_per_atom": args.near, "n": len(near), "e_rmse": 1e3 * e_near, "f_rmse": f_near}
 
     # force uncertainty vs force error, per structure (committee force std from the calculator)
     calc = NNCalculator(pot)
@@ -140,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         b.calc = calc
         b.get_forces()
         fstd.append(float(calc.results["forces_std_mean"]))
-    rho_f, p_rho_f = (spearman(np.array(fstd), per_struct_frmse) if per_struct_frmse is not None
-                      else (float("nan"), float("nan")))
+    rho_f, p_rho_f = spearman(np.array(fstd), per_struct_frmse)
 
     # E(V): model vs QE, same lattice constants as the QE points
     eos_frames = sorted((a for a in frames if a.info.get("category") == "fcc-eos"), key=lambda a: a.get_volume())
@@ -158,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {
         "data": str(args.data), "n_train": len(train), "n_test": len(test),
         "members": pot.n_members, "config": pc.model_dump(mode="json"),
-        "test": {**m, "n_structures": len(test), "n_atoms": int(sum(n_atoms))},
+        "test": {**m, "n_structures": len(test), "n_atoms": sum(len(a) for a in test)},
         "by_category": by_cat,
         "test_near_equilibrium": sub,
         "spearman_energy_std_vs_abs_error": {"rho": rho, "p": p_rho},
@@ -177,10 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test: E RMSE {m['e_rmse']:.2f} meV/atom (MAE {m['e_mae']:.2f}); F RMSE {m['f_rmse']:.4f} eV/Å "
           f"(MAE {m['f_mae']:.4f})")
     print(f"  within {args.near} eV/atom of fcc ({sub['n']} of {len(test)}): E RMSE {sub['e_rmse']:.2f} meV/atom, "
-          f"F RMSE {sub.get('f_rmse', float('nan')):.4f} eV/Å")
+          f"F RMSE {sub['f_rmse']:.4f} eV/Å")
     for c, row in by_cat.items():
-        f_rmse = row.get("f_rmse", float("nan"))
-        print(f"  {c:13s} n={row['n']:3d}  E {row['e_rmse_mev']:7.2f} meV/atom  F {f_rmse:.4f} eV/Å")
+        print(f"  {c:13s} n={row['n']:3d}  E {row['e_rmse_mev']:7.2f} meV/atom  F {row['f_rmse']:.4f} eV/Å")
     print(f"Spearman(energy_std, |E error|) = {rho:.3f} (p {p_rho:.2g}); "
           f"Spearman(force std, force RMSE) = {rho_f:.3f} (p {p_rho_f:.2g})")
     print(f"fcc a0: model {nn.lattice_constant(4):.4f} Å vs QE {qe.lattice_constant(4):.4f}; "

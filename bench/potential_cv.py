@@ -37,6 +37,12 @@ def folds_by_category(categories: list[str], k: int, seed: int) -> np.ndarray:
     return fold
 
 
+def _rmse(e_err: np.ndarray, f_sq: np.ndarray, f_n: np.ndarray, i: list[int] | slice) -> dict[str, float]:
+    """Energy RMSE (meV/atom) and force-component RMSE (eV/Å) over the frames ``i``."""
+    return {"e_rmse_mev": 1e3 * float(np.sqrt(np.mean(e_err[i] ** 2))),
+            "f_rmse": float(np.sqrt(f_sq[i].sum() / f_n[i].sum()))}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", type=Path, nargs="+", default=[REPO / "examples" / "potential_al.yaml"])
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.out / "descriptors"
         e_err = np.empty(len(train))
         f_sq = np.empty(len(train))
+        f_n = np.empty(len(train))
         for k in range(args.folds):
             fit = [a for a, f in zip(train, fold) if f != k]
             held = [i for i, f in enumerate(fold) if f == k]
@@ -75,19 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             pred = predict_dataset(pot, pack([train[i] for i in held], pc.descriptors, cache=cache,
                                              energy_key=pc.energy_key))
             e_err[held] = pred.energy_pred - pred.energy_ref
-            off = np.cumsum([0, *(len(train[i]) for i in held)])
-            d = (pred.forces_pred - pred.forces_ref).reshape(-1, 3)
-            f_sq[held] = [np.sum(d[off[j]:off[j + 1]] ** 2) for j in range(len(held))]
-        n = np.array([len(a) for a in train], dtype=float)
-        row = {"e_rmse_mev": 1e3 * float(np.sqrt(np.mean(e_err**2))),
-               "f_rmse": float(np.sqrt(f_sq.sum() / (3 * n.sum()))), "by_category": {},
+            f_sq[held], f_n[held] = pred.force_sq, pred.force_count
+        row = {**_rmse(e_err, f_sq, f_n, slice(None)), "by_category": {},
                "frames": {str(a.info.get("candidate", i)): {"fold": int(fold[i]), "e_err_mev": 1e3 * float(e_err[i]),
-                                                           "f_rmse": float(np.sqrt(f_sq[i] / (3 * n[i])))}
+                                                           "f_rmse": float(np.sqrt(f_sq[i] / f_n[i]))}
                           for i, a in enumerate(train)}}
         for c in sorted(set(cats)):
             i = [j for j, cj in enumerate(cats) if cj == c]
-            row["by_category"][c] = {"n": len(i), "e_rmse_mev": 1e3 * float(np.sqrt(np.mean(e_err[i] ** 2))),
-                                     "f_rmse": float(np.sqrt(f_sq[i].sum() / (3 * n[i].sum())))}
+            row["by_category"][c] = {"n": len(i), **_rmse(e_err, f_sq, f_n, i)}
         report["configs"][str(cfg_path)] = row
         print(f"{cfg_path.name}: CV E RMSE {row['e_rmse_mev']:.2f} meV/atom, F RMSE {row['f_rmse']:.4f} eV/Å")
         for c, r in row["by_category"].items():

@@ -307,6 +307,20 @@ def test_training_beats_the_constant_baseline(trained, packed):
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
 
 
+def test_per_structure_errors_add_up_to_the_dataset_metrics(trained, packed):
+    pred = predict_dataset(trained, packed, chunk=3)  # several chunks
+    e_rmse, f_rmse = pred.rmse()
+    assert e_rmse * 1e3 == pytest.approx(pred.metrics["e_rmse"], rel=1e-9)
+    assert f_rmse == pytest.approx(pred.metrics["f_rmse"], rel=1e-9)
+    off = np.cumsum([0, *packed.n_atoms])
+    d = pred.forces_pred - pred.forces_ref  # every structure has force labels here
+    direct = [np.sqrt(np.mean(d[off[i]:off[i + 1]] ** 2)) for i in range(len(packed))]
+    np.testing.assert_allclose(pred.force_rmse_per_structure(), direct, rtol=1e-9)
+    e_sub, f_sub = pred.rmse([1, 3])
+    assert e_sub == pytest.approx(np.sqrt(np.mean((pred.energy_pred - pred.energy_ref)[[1, 3]] ** 2)))
+    assert f_sub == pytest.approx(np.sqrt(np.mean(np.concatenate([d[off[i]:off[i + 1]] for i in (1, 3)]) ** 2)))
+
+
 def test_model_folder_layout_and_roundtrip(trained, packed):
     p = trained.path
     for f in ("model.json", "weights.pt", "normalization.json", "config.yaml", "provenance.json", "metrics.json",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -386,7 +386,9 @@ class DatasetPredictions:
     """Reference and predicted (committee mean) labels of a dataset, for errors and parity plots.
 
     ``energy_*`` (S,) eV/atom; ``forces_*`` (n, 3) eV/Å over atoms with force labels; ``stress_*``
-    (m, 3, 3) eV/Å³ over structures with stress labels; ``energy_std`` (S,) ρ in eV/atom.
+    (m, 3, 3) eV/Å³ over structures with stress labels; ``energy_std`` (S,) ρ in eV/atom;
+    ``force_sq`` (S,) each structure's sum of squared force-component errors (eV²/Å²) and
+    ``force_count`` (S,) its number of labelled components (0 without force labels).
     """
 
     energy_ref: np.ndarray
@@ -396,7 +398,22 @@ class DatasetPredictions:
     forces_pred: np.ndarray
     stress_ref: np.ndarray
     stress_pred: np.ndarray
+    force_sq: np.ndarray
+    force_count: np.ndarray
     metrics: dict[str, float]
+
+    def rmse(self, idx: Sequence[int] | np.ndarray | None = None) -> tuple[float, float]:
+        """Energy RMSE (eV/atom) and force-component RMSE (eV/Å) over the structures ``idx``
+        (all by default); the force RMSE is NaN when none of them has force labels."""
+        idx = np.arange(len(self.energy_ref)) if idx is None else np.asarray(idx, dtype=np.int64)
+        e = float(np.sqrt(np.mean((self.energy_pred[idx] - self.energy_ref[idx]) ** 2))) if len(idx) else np.nan
+        n_f = self.force_count[idx].sum()
+        return e, float(np.sqrt(self.force_sq[idx].sum() / n_f)) if n_f else np.nan
+
+    def force_rmse_per_structure(self) -> np.ndarray:
+        """(S,) each structure's force-component RMSE (eV/Å), NaN without force labels."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(self.force_sq / self.force_count)
 
 
 def predict_dataset(
@@ -406,7 +423,7 @@ def predict_dataset(
     model = potential.model if isinstance(potential, TrainedPotential) else potential
     w = potential.config.loss if isinstance(potential, TrainedPotential) else LossWeights()
     dtype = model.mean.dtype
-    er, ep, es, fr, fp, sr, sp, errs = [], [], [], [], [], [], [], []
+    er, ep, es, fr, fp, sr, sp, fsq, fcount, errs = [], [], [], [], [], [], [], [], [], []
     want_s = bool(data.has_stress.any())
     for c in chunks(np.arange(len(data)), chunk):
         batch, t = data.batch(c, dtype)
@@ -419,6 +436,9 @@ def predict_dataset(
         es.append((std / n.sqrt()).detach().numpy())
         fr.append(t.forces[t.force_mask].numpy())
         fp.append(pred.forces.mean(0)[t.force_mask].detach().numpy())
+        d2 = torch.where(t.force_mask[:, None], pred.forces.mean(0).detach() - t.forces, 0.0) ** 2
+        fsq.append(torch.zeros_like(n).index_add_(0, batch.atom_struct, d2.sum(1)).numpy())
+        fcount.append(3 * np.bincount(batch.atom_struct[t.force_mask].numpy(), minlength=len(c)))
         if pred.stress is not None:
             sr.append(t.stress[t.stress_mask].numpy())
             sp.append(pred.stress.mean(0)[t.stress_mask].detach().numpy())
@@ -427,5 +447,5 @@ def predict_dataset(
         energy_ref=cat(er), energy_pred=cat(ep), energy_std=cat(es),
         forces_ref=cat(fr) if fr else np.zeros((0, 3)), forces_pred=cat(fp) if fp else np.zeros((0, 3)),
         stress_ref=cat(sr) if sr else np.zeros((0, 3, 3)), stress_pred=cat(sp) if sp else np.zeros((0, 3, 3)),
-        metrics=metrics(errs, w),
+        force_sq=cat(fsq), force_count=cat(fcount), metrics=metrics(errs, w),
     )
