@@ -52,22 +52,11 @@ the highest μ). MALA's descriptors (``MALA_AL``, 2J = 10, 91 components, float3
 72³ for the liquid's larger cube, 96³ for the 108-atom cell.
 
 **Smoke test** (``--tiny``: 4-atom cells, ecutwfc 15 Ry, kspacing 0.6, 0.1 eV ladder of 166 energies, 2J = 2, an
-8-atom 2x1x1 "large" cell): the whole build, EAM MD included, took 47 s here with pp.x (each 4-atom snapshot
-5–10 s: SCF 0.3–3.7 s, nscf ~1 s, pp.x ~3 s for 166 energies x 14 k-points; the 8-atom SCF 2 s); the native LDOS
-engine, now the default, replaces the pp.x step.
+8-atom 2x1x1 "large" cell): the whole build, EAM MD included, takes 1–2 minutes.
 
-**Cost** (CPU seconds per 32-atom MD snapshot at 1 rank, scaled from the perfect 32-atom cell measured here:
-SCF 178 s CPU with 20 k-points, nscf 219 s, LDOS 18 s for 136 energies with the native engine against 342 s for
-pp.x + conversion, docs/benchmarks.md, runs/validate_observables, bench/bench_ldos_engine.py): SCF ~1,300 s (5.6x the
-k-points, ~30 % more iterations), nscf ~1,400 s (~90 bands to cover the window; ~4x more when Davidson fails and
-``run_nscf`` retries with cg, as it did once on the 20-k cell: 925 s instead of 219 s), LDOS ~90 s (native engine,
-``alml.dft.ldos_native``: ~0.6–0.75 s per k-point x 112 k, no symmetry to average over, written straight into
-ldos.h5; pp.x would take ~3,500 s: ~0.1 s per energy and k-point), descriptors ~110 s: ~0.8 CPU-hours. Wall time
-on this shared 2-core machine has run 1.6–3x the CPU time: **1.3–2.5 h per snapshot at 1 rank**, 14 snapshots
-≈ 0.8–1.5 days (≈ 0.5 h per snapshot with ``--ranks 2`` on a quiet machine; the native LDOS runs on one core). The
-108-atom SCF (194 bands, 36 k-points, 96³ grid, ~6 GB of wavefunctions in memory): ~2.5 CPU-hours, 4–8 h wall, last.
-The liquid's 72³ grid makes its LDOS and descriptors ~1.4x dearer. Disk: ldos.h5 0.3 GB (liquid 0.43 GB) +
-descriptors.h5 0.1 GB per snapshot (never committed).
+**Cost**, measured (docs/benchmarks.md, "LDOS snapshot cost"; ``--costs`` prints the table): 22.0–27.6 CPU-min per rank
+at 2 ranks for a 32-atom snapshot whose SCF carries the ladder's bands (``scf_bands``, so no nscf), 35.0–42.5 with the
+nscf route. Disk: ldos.h5 0.3 GB (liquid 0.43 GB) + descriptors.h5 0.1 GB per snapshot (never committed).
 
 Outputs under ``--root`` (default ``runs/ldos_v1``, not committed): ``candidates.extxyz``; ``snapshots/<job>/``
 (``ldos.h5``, ``descriptors.h5``; pw.x runs in ``snapshots/dft/``); ``large/<job>/reference.{json,npz}``;
@@ -90,14 +79,15 @@ from pathlib import Path
 from typing import Any
 
 from ase import Atoms
+from build_al_dataset import git_commit  # one implementation of the index-lock-aware commit
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("build_ldos_dataset")
 
 SPLITS = ("train", "validation", "test", "large")
 MANIFEST = "dataset.json"
-#: planning estimates (wall hours, 1 rank, this shared 2-core machine; see the docstring) until measured
-EST_SNAPSHOT_H = 2.0  # 1.3–2.5 h with the native LDOS engine (docstring)
+#: planning estimates (wall hours, 1 rank, this shared 2-core machine) until a snapshot is measured
+EST_SNAPSHOT_H = 2.0
 EST_LARGE_H = 6.0
 
 
@@ -416,13 +406,6 @@ def status_text(cands: list[Atoms], manifest: dict, failed: dict) -> str:
     return "\n".join(lines)
 
 
-def git_commit(path: Path, message: str) -> bool:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from build_al_dataset import git_commit as commit  # one implementation of the index-lock-aware commit
-
-    return commit(path, message, logger=log)
-
-
 # --- main --------------------------------------------------------------------------------------------
 
 
@@ -489,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%-22s %-10s %s", name, rec.get("status"),
                  f"{rec.get('wall_time_s', 0):.0f} s" if rec.get("status") == "done" else rec.get("error", "")[:300])
         if args.commit and rec.get("status") == "done":
-            git_commit(args.out, f"data: ldos_v1.extxyz, {n} of {len(cands)} ML-DFT snapshots (pw.x + LDOS)")
+            msg = f"data: ldos_v1.extxyz, {n} of {len(cands)} ML-DFT snapshots (pw.x + LDOS)"
+            git_commit(args.out, msg, logger=log)
 
     for batch in batches:
         t0 = time.perf_counter()
