@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from ase import Atoms
 from ase.io import read
 from labels import emt_labelled
 from typer.testing import CliRunner
@@ -214,24 +215,21 @@ def test_eam_relaxed_interstitial_reaches_a_minimum():
     start = st.rattle(st.interstitial(cell, "tetrahedral", seed=1), 0.02, seed=2)
     relaxed = db.eam_relaxed(start, fmax=1e-3)
     calc = db.eam_calculator()
+
+    def per_atom(a: Atoms) -> tuple[float, np.ndarray]:
+        a = a.copy()
+        a.calc = calc
+        return a.get_potential_energy() / len(a), a.get_forces()
+
     try:
-        energies = {}
-        for name, a in (("fcc", cell), ("start", start), ("relaxed", relaxed)):
-            a = a.copy()
-            a.calc = calc
-            energies[name] = a.get_potential_energy() / len(a)
-            if name == "relaxed":
-                assert np.abs(a.get_forces()).max() < 1.5e-3
-        above = []
-        for a in db.interstitials(0):
-            a = a.copy()
-            a.calc = calc
-            above.append(a.get_potential_energy() / len(a) - energies["fcc"])
+        e_fcc, e_start, (e_relaxed, f_relaxed) = per_atom(cell)[0], per_atom(start)[0], per_atom(relaxed)
+        above = [per_atom(a)[0] - e_fcc for a in db.interstitials(0)]
     finally:
         calc.clean()
+    assert np.abs(f_relaxed).max() < 1.5e-3
     assert np.allclose(relaxed.cell, start.cell) and "eam_relaxed" in relaxed.info["source"]
-    assert (energies["start"] - energies["fcc"]) * 9 > 15.0  # tetrahedral site: ~20 eV unrelaxed
-    assert 2.0 < (energies["relaxed"] - energies["fcc"]) * 9 < 5.0  # formation energy of the relaxed defect
+    assert (e_start - e_fcc) * 9 > 15.0  # tetrahedral site: ~20 eV unrelaxed
+    assert 2.0 < (e_relaxed - e_fcc) * 9 < 5.0  # formation energy of the relaxed defect
     assert len(above) == 10 and 0.1 < min(above) and max(above) < 0.5
 
 
