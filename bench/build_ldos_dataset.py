@@ -258,11 +258,6 @@ def _times(path: Path, program: str) -> tuple[float, float] | None:
     return qe_times(path.read_text(errors="replace"), program) if path.is_file() else None
 
 
-def _wall(path: Path, program: str) -> float | None:
-    times = _times(path, program)
-    return times[1] if times else None
-
-
 def cost_table(manifest: dict, root: Path) -> str:
     """pw.x CPU and wall per rank of every finished snapshot, the SCF's paused parts (``pw.out.stoppedN``) summed,
     as the table in docs/benchmarks.md ("LDOS snapshot cost")."""
@@ -297,8 +292,8 @@ def snapshot_record(ldos_path: Path, root: Path) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "folder": str(d.relative_to(root)), "grid": list(shape), "n_energies": lad.n, "emin": lad.emin,
         "spacing": lad.spacing, "n_kpoints": dft.get("n_kpoints"), "scf_iterations": dft.get("n_iterations"),
-        "wall_scf_s": dft.get("wall_time"), "wall_nscf_s": _wall(d / "nscf.out", "PWSCF"),
-        "wall_pp_s": _wall(d / "pp.out", "POST-PROC"),
+        "wall_scf_s": dft.get("wall_time"), "wall_nscf_s": (_times(d / "nscf.out", "PWSCF") or (0, None))[1],
+        "wall_pp_s": (_times(d / "pp.out", "POST-PROC") or (0, None))[1],
     }
     if ref is not None:
         rec.update(qe_free_energy=ref.free_energy, qe_energy=ref.energy, qe_band_energy=ref.band_energy,
