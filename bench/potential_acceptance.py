@@ -13,7 +13,7 @@ split comes out of it), and on the test split reports:
 - the same RMSEs over the test frames within ``--near`` (0.5 eV/atom) of the fcc minimum, beside the overall
   figures, not instead of them (declared before the acceptance run, 2026-11-22, when unrelaxed interstitials
   0.6-4 eV/atom above fcc were still in the set; since a575d1e they are relaxed and the subset leaves out at most
-  the 9-atom relaxed interstitials, 0.52-0.57 eV/atom up);
+  the 9-atom relaxed interstitials, 0.52-0.57 eV/atom above the lowest label);
 - Spearman's rank correlation between the committee's ``energy_std`` (std of E / sqrt(N)) and the true
   |energy error| per structure, and between per-structure mean force std and force RMSE;
 - fcc a0 and B from the model's E(V) (4-atom cube, the QE ``fcc-eos`` lattice constants, Birch–Murnaghan)
