@@ -16,10 +16,13 @@ What it does:
    the store ``runs/al_dft_v1/al_dft_v1.db`` and not recomputed; pw.x work folders under
    ``runs/al_dft_v1/pw/`` are named by a hash of structure and settings, so an interrupted run
    picks up finished pw.x results too;
-3. labels the rest with :func:`alml.dft.batch.label_structures` in chunks (1 worker x 1 rank by default),
-   ``fcc-eos`` first, then round-robin over categories, smallest cells first;
-4. after each chunk writes ``data/al_dft_v1.extxyz`` (atomically; labels, ``candidate``, ``category``,
-   ``split`` (a fixed held-out test set, 20 % per category: ``dataset_builder.assign_splits``), ``source``,
+3. labels the rest with :func:`alml.dft.batch.label_structures` (1 worker x 1 rank by default): ``fcc-eos``
+   first, then round-robin over categories, smallest cells first, except that within each window of
+   ``--chunk`` cells the largest start first; a free worker takes the next cell at once, and each result goes
+   into the store as it finishes;
+4. after every ``--chunk`` new labels, and at the end, writes ``data/al_dft_v1.extxyz`` (atomically; labels,
+   ``candidate``, ``category``, ``split`` (a fixed held-out test set, 20 % per category:
+   ``dataset_builder.assign_splits``), ``source``,
    DFT settings in ``info``) and, with ``--commit``, commits that one file. Labels whose structure is no longer a
    candidate (the unrelaxed interstitials, retired to ``data/al_dft_v1_unrelaxed_interstitials.extxyz``) stay in
    the store and are not exported;
@@ -67,12 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=REPO / "runs" / "al_dft_v1", help="work folder (not committed)")
     p.add_argument("--out", type=Path, default=REPO / "data" / "al_dft_v1.extxyz", help="labelled data file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chunk", type=int, default=20, help="labels between exports/commits")
+    p.add_argument("--chunk", type=int, default=20,
+                   help="new labels between exports/commits; also the window in which the largest cells start first")
     p.add_argument("--limit", type=int, default=None, help="stop after this many new labels")
     p.add_argument("--workers", type=int, default=1, help="concurrent pw.x runs")
     p.add_argument("--ranks", type=int, default=1, help="MPI ranks per pw.x run")
     p.add_argument("--timeout", type=float, default=8 * 3600.0, help="seconds per pw.x run")
-    p.add_argument("--commit", action="store_true", help="git-commit the data file after each chunk")
+    p.add_argument("--commit", action="store_true", help="git-commit the data file at each export")
     p.add_argument("--retry-failed", action="store_true", help="retry candidates that failed before")
     p.add_argument("--status", action="store_true", help="print what is labelled and exit")
     return p.parse_args(argv)
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     from alml.compute import ExecutorConfig
     from alml.data import Store
     from alml.data.store import import_extxyz
-    from alml.dft.batch import label_structures
+    from alml.dft.batch import LabelOutcome, label_structures
     from alml.dft.settings import PwProfile
     from alml.dft.tasks import settings_hash
     from alml.potential.dataset_builder import interleave
@@ -292,28 +296,42 @@ def main(argv: list[str] | None = None) -> int:
         pending = pending[: args.limit]
     log.info("settings %s; %d labelled, %d to do (%d failed before)", sh, len(frames), len(pending), len(failed))
     executor = ExecutorConfig(workers=args.workers, cores=args.workers * args.ranks, retries=0)
-    for k in range(0, len(pending), args.chunk):
-        # largest cells first (pw.x cost grows with the atom count): the chunk ends when its last job does, so
-        # starting the long ones first keeps both workers busy to the end instead of one idling behind a straggler
-        chunk = sorted(pending[k : k + args.chunk], key=len, reverse=True)
-        t0 = time.perf_counter()
-        outcomes = label_structures(chunk, s, PwProfile(timeout=args.timeout), root / "pw", store, executor,
-                                    source="al_dft_v1", generation=0, progress=True)
-        for a, o in zip(chunk, outcomes):
-            log.info("%-34s %3d atoms %-7s %s", a.info["candidate"], o.n_atoms, o.status,
-                     f"{o.wall_time:.0f} s" if o.wall_time else (o.error or "")[:200])
-            if o.status == "failed":
-                failed[a.info["candidate"]] = o.error
+    # The runs start in the interleaved order, but within each window of --chunk the largest cells go first
+    # (pw.x cost grows with the atom count), so that a long cell does not start last and leave a core idle at
+    # the end. A worker takes the next cell as soon as it is free; results are stored as they finish.
+    queue = [a for k in range(0, len(pending), args.chunk)
+             for a in sorted(pending[k : k + args.chunk], key=len, reverse=True)]
+    t0, new = time.perf_counter(), 0
+
+    def save() -> list[Atoms]:
+        """Write the data file, log the state, commit with ``--commit``."""
         from alml.io import atomic_write_json
 
         atomic_write_json(failed_path, failed)
         frames = export(store, cands, sh, args.out)
-        log.info("chunk of %d in %.0f s; %s", len(chunk), time.perf_counter() - t0, status(frames, cands, failed))
+        log.info("%d new labels in %.0f s; %s", new, time.perf_counter() - t0, status(frames, cands, failed))
         eos = qe_eos(frames, root)
         if eos:
             log.info("QE fcc E(V): a0 = %.4f Å, B = %.1f GPa", eos["a0_A"], eos["B_GPa"])
         if args.commit:
             git_commit(args.out, f"data: al_dft_v1.extxyz, {len(frames)} of {len(cands)} labelled (pw.x)")
+        return frames
+
+    def on_label(o: LabelOutcome) -> None:
+        nonlocal new
+        a = queue[o.index]
+        log.info("%-34s %3d atoms %-7s %s", a.info["candidate"], o.n_atoms, o.status,
+                 f"{o.wall_time:.0f} s" if o.wall_time else (o.error or "")[:200])
+        if o.status == "failed":
+            failed[a.info["candidate"]] = o.error
+        else:
+            new += 1
+            if new % args.chunk == 0:
+                save()
+
+    label_structures(queue, s, PwProfile(timeout=args.timeout), root / "pw", store, executor,
+                     source="al_dft_v1", generation=0, progress=True, on_label=on_label)
+    frames = save()
     log.info("done: %s", status(frames, cands, failed))
     return 0
 

@@ -10,6 +10,7 @@
 #   bash bench/pause_builds.sh
 #   ONLY=ldos bash bench/pause_builds.sh && bash bench/resume_builds.sh
 set -uo pipefail
+cd "$(dirname "$0")/.."
 wait_s=${WAIT:-900}
 case ${ONLY:-all} in
     all) which="al|ldos"; runs="runs/(al_dft|ldos)_v1" ;;
@@ -18,6 +19,8 @@ case ${ONLY:-all} in
     *) echo "ONLY must be al or ldos, not '$ONLY'" >&2; exit 2 ;;
 esac
 mine() { pgrep -x "$1" | while read -r pid; do readlink "/proc/$pid/cwd" | grep -Eq "$runs/" && echo "$pid"; done; }
+stopped_al=0
+pgrep -f "python bench/build_al_dataset.py" > /dev/null && [ "$which" != ldos ] && stopped_al=1
 pkill -f "python bench/build_($which)_dataset.py" && echo "stopped the builders ($which)"
 # bench/mldft_acceptance.py stops too: its training resumes from the last checkpoint (<= 10 epochs lost); a full
 # run reuses the evaluation groups it finished (eval/<group>/group.json) and redoes the one it was in
@@ -32,9 +35,16 @@ for pid in $(mine pw.x); do
 done
 for pid in $(mine pp.x); do kill "$pid"; done
 for ((t = 0; t < wait_s; t += 5)); do
-    [ -z "$(mine pw.x)" ] && { echo "all pw.x stopped after ${t} s"; exit 0; }
+    [ -z "$(mine pw.x)" ] && { echo "all pw.x stopped after ${t} s"; break; }
     sleep 5
 done
-echo "pw.x still running after ${wait_s} s: killing it (its SCF starts over next time)"
-for pid in $(mine pw.x); do kill "$pid"; done
+if [ -n "$(mine pw.x)" ]; then
+    echo "pw.x still running after ${wait_s} s: killing it (its SCF starts over next time)"
+    for pid in $(mine pw.x); do kill "$pid"; done
+fi
+# the label builder stores each result as it finishes but commits the data file only every --chunk labels:
+# export and commit what the store holds now, so that a fresh checkout keeps it (labels nothing)
+if [ "$stopped_al" = 1 ]; then
+    .venv/bin/python bench/build_al_dataset.py --limit 0 --commit > /dev/null && echo "exported and committed the labels"
+fi
 exit 0

@@ -21,11 +21,17 @@ def _frames():
 
 def test_dask_local_cluster_labels_a_batch(fast_dft, tmp_path):
     store = Store(tmp_path / "al.db")
+    seen = []  # (index, status, rows in the store) at each on_label call
     out = label_structures(
         _frames(), fast_dft, root=tmp_path / "runs", store=store,
         executor=ExecutorConfig(kind="dask", retries=0), progress=False,
+        on_label=lambda o: seen.append((o.index, o.status, len(store))),
     )
     assert [o.status for o in out] == ["done", "done", "done", "failed"]
+    # The structure that fails validation is reported first; each result is stored before it is reported.
+    assert seen[0] == (3, "failed", 0)
+    assert sorted(i for i, _, _ in seen[1:]) == [0, 1, 2]
+    assert [n for _, _, n in seen[1:]] == [1, 2, 3]
     assert "apart" in out[3].error
     assert len(store) == 3
     energies = sorted(a.get_potential_energy(force_consistent=True) for a in store.select())

@@ -85,8 +85,10 @@ def test_run_batch_retries_then_records_failure_and_continues(caplog: pytest.Log
     fn = Flaky({2: 1, 4: 3})  # item 2 recovers on retry; item 4 fails more often than retries allow
     items = [0, 1, 2, "bad", 4, 5]
     with make_executor(ExecutorConfig(cores=2), n_tasks=len(items)) as ex, caplog.at_level(logging.INFO):
-        out = run_batch(ex, fn, items, retries=2, progress=False, description="square")
+        reported: list[TaskOutcome] = []
+        out = run_batch(ex, fn, items, retries=2, progress=False, description="square", on_outcome=reported.append)
     assert [o.index for o in out] == list(range(len(items)))
+    assert sorted(reported, key=lambda o: o.index) == out  # each item once, with its final outcome (not a retry)
     assert [o.item for o in out] == items
     by = {o.item: o for o in out}
     assert by[0] == TaskOutcome(0, 0, "done", 0, None, 1)

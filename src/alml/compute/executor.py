@@ -193,9 +193,13 @@ def run_batch(
     retries: int = 1,
     description: str = "",
     progress: bool = True,
+    on_outcome: Callable[[TaskOutcome], None] | None = None,
 ) -> list[TaskOutcome]:
     """Run ``fn(item)`` for every item on ``executor``; return one :class:`TaskOutcome` per item,
     in item order.
+
+    ``on_outcome``, when given, is called in this thread with each item's final outcome as it comes
+    (in completion order), so that a caller can save results while the rest still run.
 
     A task that raises is resubmitted up to ``retries`` more times, then recorded as failed (and
     logged); the other tasks go on. Progress shows with rich when ``progress`` and stderr is a
@@ -238,9 +242,12 @@ def run_batch(
                         submit(i)
                         continue
                     log.error("%s: item %d failed after %d attempt(s): %s", label, i, attempts[i], text)
-                    outcomes[i] = TaskOutcome(i, items[i], "failed", None, text, attempts[i])
+                    out = TaskOutcome(i, items[i], "failed", None, text, attempts[i])
                     n_failed += 1
                 else:
-                    outcomes[i] = TaskOutcome(i, items[i], "done", value, None, attempts[i])
+                    out = TaskOutcome(i, items[i], "done", value, None, attempts[i])
+                outcomes[i] = out
                 bar.update(task, advance=1, failed=n_failed)
+                if on_outcome is not None:
+                    on_outcome(out)
     return [o for o in outcomes if o is not None]
