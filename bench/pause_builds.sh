@@ -45,6 +45,6 @@ fi
 # the label builder stores each result as it finishes but commits the data file only every --chunk labels:
 # export and commit what the store holds now, so that a fresh checkout keeps it (labels nothing)
 if [ "$stopped_al" = 1 ]; then
-    .venv/bin/python bench/build_al_dataset.py --limit 0 --commit > /dev/null && echo "exported and committed the labels"
+    .venv/bin/python bench/build_al_dataset.py --limit 0 --commit > /dev/null && echo "exported the stored labels (committed if they changed)"
 fi
 exit 0

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Restart the potential's label build (bench/build_al_dataset.py, issue #5) in the background at nice 19.
 # It resumes from the labels in data/al_dft_v1.extxyz and from finished pw.x work under runs/, and commits
-# the data file after each chunk; a build already running is left alone. Progress: `--status` of the script,
-# or runs/al_dft_v1/build.log. Before a session ends: bash bench/pause_builds.sh (pw.x stops cleanly and
-# resumes later).
+# the data file every 8 new labels; a build already running is left alone. Progress: `--status` of the
+# script, or runs/al_dft_v1/build.log. Before a session ends: bash bench/pause_builds.sh (pw.x stops cleanly
+# and resumes later; it also commits the labels stored since the last commit).
 # The ML-DFT snapshots (bench/build_ldos_dataset.py, issue #4) finished on 2026-11-22 and are no longer started
 # here: their LDOS files live under runs/, so on a fresh machine a restart would recompute all 15 (LDOS=1 does).
 #   bash bench/resume_builds.sh            # labels: 2 pw.x
