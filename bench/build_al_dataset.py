@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=20,
                    help="new labels between exports/commits; also the window in which the largest cells start first")
     p.add_argument("--limit", type=int, default=None, help="stop after this many new labels")
+    p.add_argument("--max-atoms", type=int, default=None,
+                   help="label only the pending cells of at most this many atoms (the others wait)")
     p.add_argument("--workers", type=int, default=1, help="concurrent pw.x runs")
     p.add_argument("--ranks", type=int, default=1, help="MPI ranks per pw.x run")
     p.add_argument("--timeout", type=float, default=8 * 3600.0, help="seconds per pw.x run")
@@ -292,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     done = {a.info["structure_hash"] for a in frames} | {a.info.get("candidate") for a in frames}
     pending = [a for a in interleave(cands) if structure_hash(a) not in done and a.info["candidate"] not in done
                and (args.retry_failed or a.info["candidate"] not in failed)]
+    if args.max_atoms is not None:
+        pending = [a for a in pending if len(a) <= args.max_atoms]
     if args.limit is not None:
         pending = pending[: args.limit]
     log.info("settings %s; %d labelled, %d to do (%d failed before)", sh, len(frames), len(pending), len(failed))
